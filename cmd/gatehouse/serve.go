@@ -1,0 +1,294 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/issuer"
+	"github.com/gatehouse/gatehouse/internal/keyset"
+	"github.com/gatehouse/gatehouse/internal/rootkey"
+	"github.com/gatehouse/gatehouse/internal/server"
+	"github.com/gatehouse/gatehouse/internal/sqlstore"
+)
+
+// Main is the wiring of `gatehouse serve`, in the order it happens. End-to-end tests use it to run the real thing.
+type Main struct {
+	Addr       string        // listen address; ":0" picks a free port
+	DB         string        // sqlite:PATH
+	IssuerURL  string        // default http://<addr>/
+	ConfigFile string        // declarative file applied at start, or ""
+	RootKey    *rootkey.Key  // required
+	JWKSMaxAge time.Duration // Cache-Control max-age of the JWKS
+	CacheTTL   time.Duration // how long a client read from the store is reused
+	Logger     *slog.Logger
+	Stderr     io.Writer // where generated secrets are printed once
+	LookupEnv  func(string) (string, bool)
+	extra      *config.File // applied after ConfigFile (gatehouse dev's demo resources)
+
+	Store    auth.Store
+	Keys     *keyset.Keyset
+	Issuer   *issuer.Issuer
+	Hasher   *auth.SecretHasher
+	URL      string // the base URL the server listens on, known after Open
+	listener net.Listener
+	http     *http.Server
+}
+
+// Open opens the store, checks the root key, applies the declarative file, loads the signing keys and starts
+// listening. Close undoes it.
+func (m *Main) Open(ctx context.Context) (err error) {
+	if m.Logger == nil {
+		m.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if m.Stderr == nil {
+		m.Stderr = io.Discard
+	}
+	if m.LookupEnv == nil {
+		m.LookupEnv = os.LookupEnv
+	}
+	if m.RootKey == nil {
+		return errors.New("no root key: set GATEHOUSE_ROOT_KEY to 32 random bytes in base64 (openssl rand -base64 32) " +
+			"or pass --root-key-file; `gatehouse dev` makes one for you")
+	}
+	// Read the file first, so a mistake in it stops the server before anything is written.
+	var file *config.File
+	if m.ConfigFile != "" {
+		if file, err = config.Load(m.ConfigFile, m.LookupEnv); err != nil {
+			return err
+		}
+	}
+	defer func() {
+		if err != nil {
+			m.Close()
+		}
+	}()
+	if m.Store, err = sqlstore.Open(ctx, m.DB); err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	if err = m.RootKey.Check(ctx, m.Store); err != nil {
+		return err
+	}
+	m.Hasher = auth.NewSecretHasher(m.RootKey.Derive("client secret hashing"))
+	for _, f := range []*config.File{file, m.extra} {
+		if f == nil {
+			continue
+		}
+		res, err := f.Apply(ctx, m.Store, m.Hasher, time.Now())
+		if err != nil {
+			return fmt.Errorf("apply %s: %w", m.ConfigFile, err)
+		}
+		m.report(res)
+	}
+
+	m.Keys, err = keyset.New(m.Store, m.RootKey.Derive("signing key encryption"), keyset.Options{JWKSMaxAge: m.JWKSMaxAge, Logger: m.Logger})
+	if err != nil {
+		return err
+	}
+	if err = m.Keys.Load(ctx); err != nil {
+		if errors.Is(err, keyset.ErrDecrypt) {
+			return fmt.Errorf("%w (%v)", rootkey.ErrMismatch, err)
+		}
+		return err
+	}
+	if err = m.ensureKeys(ctx); err != nil {
+		return err
+	}
+
+	if m.listener, err = net.Listen("tcp", m.Addr); err != nil {
+		return err
+	}
+	m.URL = "http://" + hostPort(m.listener.Addr().String())
+	if m.IssuerURL == "" {
+		m.IssuerURL = m.URL + "/"
+	}
+	m.Issuer = issuer.New(m.Store, m.Keys, m.Hasher, issuer.Options{Issuer: m.IssuerURL, CacheTTL: m.CacheTTL, Logger: m.Logger})
+	srv := server.New(server.Config{Issuer: m.Issuer, Keys: m.Keys, Store: m.Store, IssuerURL: m.IssuerURL, Logger: m.Logger})
+	m.http = server.NewHTTPServer(m.Addr, srv.Handler(), m.Logger)
+	return nil
+}
+
+// ensureKeys makes sure every algorithm an API uses, and RS256, has a current signing key.
+func (m *Main) ensureKeys(ctx context.Context) error {
+	apis, err := m.Store.ListAPIs(ctx)
+	if err != nil {
+		return fmt.Errorf("list apis: %w", err)
+	}
+	need := map[auth.Algorithm]bool{auth.RS256: true}
+	for _, a := range apis {
+		need[a.SigningAlg] = true
+	}
+	for _, alg := range auth.Algorithms {
+		if need[alg] {
+			if err := m.Keys.Ensure(ctx, alg); err != nil {
+				return fmt.Errorf("signing key for %s: %w", alg, err)
+			}
+		}
+	}
+	return nil
+}
+
+// report prints what applying a declarative file did, and any generated secret, once, on Stderr.
+func (m *Main) report(res *config.Result) {
+	for _, s := range res.Created {
+		m.Logger.Info("config: created " + s)
+	}
+	for _, s := range res.Updated {
+		m.Logger.Info("config: updated " + s)
+	}
+	for id, secret := range res.Generated {
+		fmt.Fprintf(m.Stderr, "WARNING: generated a secret for client %s; it is shown only this once, store it now:\n  client_secret=%s\n", id, secret)
+	}
+}
+
+// Serve serves HTTP and runs the background work until ctx ends, then shuts down gracefully: in-flight requests
+// finish (up to 15 s) before it returns.
+func (m *Main) Serve(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := m.http.Serve(m.listener); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error { return m.Keys.Run(ctx) })
+	g.Go(func() error {
+		<-ctx.Done()
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		return m.http.Shutdown(shutdownCtx)
+	})
+	m.Logger.Info("gatehouse serving", "addr", m.listener.Addr().String(), "issuer", m.IssuerURL)
+	return g.Wait()
+}
+
+// Close releases what Open acquired.
+func (m *Main) Close() error {
+	if m.listener != nil {
+		m.listener.Close()
+	}
+	if m.Store != nil {
+		return m.Store.Close()
+	}
+	return nil
+}
+
+// hostPort turns a listen address into one a client can dial: an unspecified host becomes localhost.
+func hostPort(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// serveFlags are the flags of serve (and dev). Each also reads GATEHOUSE_<FLAG>.
+type serveFlags struct {
+	addr, db, issuer, config, rootKeyFile string
+	logFormat, logLevel                   string
+	jwksMaxAge, cacheTTL                  time.Duration
+}
+
+func (f *serveFlags) register(cmd *cobra.Command, defaultDB string) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.addr, "addr", "127.0.0.1:8080", "address to listen on")
+	fl.StringVar(&f.db, "db", defaultDB, "database: sqlite:PATH")
+	fl.StringVar(&f.issuer, "issuer", "", "issuer URL, the iss of every token (default http://<addr>/)")
+	fl.StringVar(&f.config, "config", "", "declarative YAML file of APIs and clients, applied at start (upsert)")
+	fl.StringVar(&f.rootKeyFile, "root-key-file", "", "file holding the base64 root key (else GATEHOUSE_ROOT_KEY)")
+	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fl.DurationVar(&f.jwksMaxAge, "jwks-max-age", 5*time.Minute, "Cache-Control max-age of the JWKS")
+	fl.DurationVar(&f.cacheTTL, "client-cache-ttl", 5*time.Second, "how long a client read from the database is reused")
+}
+
+func (f *serveFlags) logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return nil, usageError{fmt.Errorf("--log-level %q: use debug, info, warn or error", f.logLevel)}
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch f.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usageError{fmt.Errorf("--log-format %q: use text or json", f.logFormat)}
+}
+
+// main returns the Main these flags describe, reading the root key from the file flag or GATEHOUSE_ROOT_KEY.
+func (f *serveFlags) main(stderr io.Writer) (*Main, error) {
+	log, err := f.logger(stderr)
+	if err != nil {
+		return nil, err
+	}
+	if f.jwksMaxAge < 0 || f.cacheTTL < 0 {
+		return nil, usageError{errors.New("durations must not be negative")}
+	}
+	if !strings.HasPrefix(f.db, "sqlite:") {
+		return nil, usageError{fmt.Errorf("--db %q: use sqlite:PATH", f.db)}
+	}
+	m := &Main{Addr: f.addr, DB: f.db, IssuerURL: f.issuer, ConfigFile: f.config, JWKSMaxAge: f.jwksMaxAge,
+		CacheTTL: f.cacheTTL, Logger: log, Stderr: stderr}
+	switch {
+	case f.rootKeyFile != "":
+		if m.RootKey, err = rootkey.ReadFile(f.rootKeyFile); err != nil {
+			return nil, err
+		}
+	case os.Getenv("GATEHOUSE_ROOT_KEY") != "":
+		if m.RootKey, err = rootkey.Parse(os.Getenv("GATEHOUSE_ROOT_KEY")); err != nil {
+			return nil, fmt.Errorf("GATEHOUSE_ROOT_KEY: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func newServeCmd(stdout, stderr io.Writer) *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the authorization server",
+		Long: `Run the authorization server.
+
+Every flag also reads the environment variable GATEHOUSE_<FLAG> (e.g. GATEHOUSE_ADDR, GATEHOUSE_DB).
+The root key comes from GATEHOUSE_ROOT_KEY (base64 of 32 random bytes: openssl rand -base64 32) or --root-key-file.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := bindEnv(cmd, os.LookupEnv); err != nil {
+				return err
+			}
+			m, err := f.main(stderr)
+			if err != nil {
+				return err
+			}
+			return runMain(cmd.Context(), m)
+		},
+	}
+	f.register(cmd, "sqlite:gatehouse.db")
+	return cmd
+}
+
+// runMain opens m, serves until ctx ends and closes it.
+func runMain(ctx context.Context, m *Main) error {
+	if err := m.Open(ctx); err != nil {
+		return err
+	}
+	defer m.Close()
+	return m.Serve(ctx)
+}
