@@ -311,3 +311,26 @@ func equalJSON(a, b any) bool {
 	bs, _ := json.Marshal(b)
 	return bytes.Equal(as, bs)
 }
+
+// TestStoreOutage: with the database gone, a client already in the cache still gets tokens, an uncached one gets
+// 503 temporarily_unavailable with Retry-After (never a 500), and /readyz says not ready.
+func TestStoreOutage(t *testing.T) {
+	ts := startServer(t, "", nil, fixture)
+	if r := postTokenBasic(t, ts, "svc-one", secretOne, "grant_type=client_credentials"); r.status != 200 {
+		t.Fatalf("warm-up: %d %s", r.status, r.body)
+	}
+	ts.Store.Close()
+	if r := postTokenBasic(t, ts, "svc-one", secretOne, "grant_type=client_credentials"); r.status != 200 {
+		t.Errorf("cached client during the outage: %d %s", r.status, r.body)
+	}
+	r := postTokenBasic(t, ts, "svc-multi", secretMulti, "grant_type=client_credentials&audience=urn:example:reports")
+	if r.status != 503 || r.json["error"] != "temporarily_unavailable" || r.header.Get("Retry-After") == "" {
+		t.Errorf("uncached client during the outage: %d %s (Retry-After %q)", r.status, r.body, r.header.Get("Retry-After"))
+	}
+	if r := do(t, mustReq("GET", ts.URL+"/readyz")); r.status != 503 {
+		t.Errorf("/readyz during the outage: %d %s", r.status, r.body)
+	}
+	if r := do(t, mustReq("GET", ts.URL+"/healthz")); r.status != 200 {
+		t.Errorf("/healthz during the outage: %d", r.status)
+	}
+}

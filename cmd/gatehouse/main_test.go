@@ -62,6 +62,14 @@ clients:
 
 var fixtureEnv = map[string]string{"ONE_SECRET": secretOne, "MULTI_SECRET": secretMulti, "OFF_SECRET": secretOff}
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
 // testServer is the real `gatehouse serve` wiring on a loopback port.
 type testServer struct {
 	*Main
