@@ -87,10 +87,12 @@ func (m *Main) Open(ctx context.Context) (err error) {
 			continue
 		}
 		res, err := f.Apply(ctx, m.Store, m.Hasher, time.Now())
-		if err != nil {
-			return fmt.Errorf("apply %s: %w", m.ConfigFile, err)
+		if res != nil {
+			m.report(res) // also after a partial failure: a secret generated for a created client is shown once
 		}
-		m.report(res)
+		if err != nil {
+			return fmt.Errorf("apply declarative file: %w", err)
+		}
 	}
 
 	m.Keys, err = keyset.New(m.Store, m.RootKey.Derive("signing key encryption"), keyset.Options{JWKSMaxAge: m.JWKSMaxAge, Logger: m.Logger})

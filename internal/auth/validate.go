@@ -79,7 +79,8 @@ func ValidateClientID(field, s string) error {
 }
 
 // ValidateSecret checks a client secret supplied by an operator (generated ones always pass): 32–512 of the URI
-// unreserved characters, so it survives HTTP Basic and form encoding unchanged.
+// unreserved characters, so it survives HTTP Basic and form encoding unchanged. Its messages never include the
+// value.
 func ValidateSecret(field, s string) error {
 	if len(s) < MinSecretLen {
 		return invalid(field, "must be at least %d characters (try: openssl rand -hex 32)", MinSecretLen)
@@ -139,7 +140,7 @@ func (a *API) Normalize() error {
 		return err
 	}
 	if a.TokenLifetime < MinTokenLifetime || a.TokenLifetime > MaxTokenLifetime {
-		return invalid("token_lifetime", "%s is out of range: use %s to %s", a.TokenLifetime, MinTokenLifetime, "720h (30 days)")
+		return invalid("token_lifetime", "%s is out of range: use 1m to 720h (30 days)", a.TokenLifetime)
 	}
 	if a.TokenLifetime%time.Second != 0 {
 		return invalid("token_lifetime", "must be a whole number of seconds")
