@@ -38,6 +38,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"serve", "extra-arg"}, 2},
 		{[]string{"serve", "--log-format", "xml"}, 2},
 		{[]string{"serve", "--db", "mysql://x"}, 2},
+		{[]string{"serve", "--issuer", "auth.example.com"}, 2},
+		{[]string{"serve", "--issuer", "https://auth.example.com/?x=1"}, 2},
 		{[]string{"token"}, 2},
 		{[]string{"token", "--url", "ftp://x", "--client-id", "a", "--client-secret", "b"}, 2},
 		{[]string{"token", "--url", "http://127.0.0.1:1/oauth/token", "--client-id", "a", "--client-secret", "b", "--timeout", "2s"}, 1},

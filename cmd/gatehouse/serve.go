@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -242,6 +243,12 @@ func (f *serveFlags) main(stderr io.Writer) (*Main, error) {
 	}
 	if f.jwksMaxAge < 0 || f.cacheTTL < 0 {
 		return nil, usageError{errors.New("durations must not be negative")}
+	}
+	if f.issuer != "" {
+		u, err := url.Parse(f.issuer)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return nil, usageError{fmt.Errorf("--issuer %q: use the server's public URL, e.g. https://auth.example.com/", f.issuer)}
+		}
 	}
 	if !strings.HasPrefix(f.db, "sqlite:") {
 		return nil, usageError{fmt.Errorf("--db %q: use sqlite:PATH", f.db)}
