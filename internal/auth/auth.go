@@ -11,7 +11,8 @@ import (
 	"time"
 )
 
-// Errors every Store returns, wrapped with context; callers test them with errors.Is.
+// Errors callers test with errors.Is. Stores return ErrNotFound and ErrConflict; ErrInvalid comes from validation
+// (Normalize and the Validate functions), which callers run before they write: a Store never returns it.
 var (
 	// ErrNotFound: the thing asked for does not exist.
 	ErrNotFound = errors.New("not found")
@@ -154,7 +155,8 @@ type SigningKey struct {
 // Store is the persistence contract. Every backend runs the conformance suite in authtest.
 //
 // Methods are safe for concurrent use. Times are returned in UTC with millisecond precision. Slices and pointers
-// returned are the caller's to keep. Errors wrap ErrNotFound or ErrConflict where those apply; any other error is
+// returned are the caller's to keep; empty lists are empty slices, never nil. Callers validate (Normalize) and
+// keep the invariants that need no store to check, such as a client having at least one secret when created. Errors wrap ErrNotFound or ErrConflict where those apply; any other error is
 // a failure of the backend.
 type Store interface {
 	// CreateAPI stores a new API. ErrConflict if its ID or Identifier is taken.
@@ -185,14 +187,16 @@ type Store interface {
 	// AddClientSecret adds a secret to a client. ErrNotFound if the client does not exist; ErrConflict if the
 	// secret ID is taken.
 	AddClientSecret(ctx context.Context, clientID string, s Secret) error
-	// UpdateClientSecretExpiry sets when a secret stops working (zero: never). ErrNotFound if there is none.
+	// UpdateClientSecretExpiry sets when a secret stops working (zero: never). ErrNotFound if the client has no
+	// secret with that ID.
 	UpdateClientSecretExpiry(ctx context.Context, clientID, secretID string, expiresAt time.Time) error
-	// DeleteClientSecret removes one secret. ErrNotFound if there is none; ErrConflict if it is the client's
-	// last secret (a client always keeps one).
+	// DeleteClientSecret removes one secret. ErrNotFound if the client has no secret with that ID; ErrConflict if
+	// it is the client's last secret (a client always keeps one).
 	DeleteClientSecret(ctx context.Context, clientID, secretID string) error
 
 	// PutGrant creates the grant for (ClientID, APIID), or replaces its Scopes and UpdatedAt if one exists (keeping
-	// the stored ID and CreatedAt, which are written back into g). ErrNotFound if the client or API does not exist.
+	// the stored ID and CreatedAt, which are written back into g). ErrNotFound if the client or API does not exist;
+	// ErrConflict if a new grant's ID is taken by another grant.
 	PutGrant(ctx context.Context, g *Grant) error
 	// ListGrants returns the client's grants ordered by APIID. An unknown client has none.
 	ListGrants(ctx context.Context, clientID string) ([]*Grant, error)

@@ -1,0 +1,390 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/auth/authtest"
+)
+
+func mustOpen(t *testing.T, dsn string) *DB {
+	t.Helper()
+	db, err := Open(t.Context(), dsn)
+	if err != nil {
+		t.Fatalf("Open(%q): %v", dsn, err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func tempDSN(t *testing.T) string { return "sqlite:" + filepath.Join(t.TempDir(), "gh.db") }
+
+func TestSQLite(t *testing.T) {
+	authtest.TestStore(t, func(t *testing.T) auth.Store { return mustOpen(t, tempDSN(t)) })
+}
+
+func TestOpenUnsupported(t *testing.T) {
+	tests := []string{
+		"postgres://gatehouse:s3cret@db.example.com/gatehouse",
+		"postgresql://gatehouse:s3cret@db.example.com/gatehouse",
+		"mysql:gatehouse:s3cret@/gatehouse",
+		"gatehouse.db",
+		"",
+		"SQLITE:gatehouse.db",
+	}
+	for _, dsn := range tests {
+		db, err := Open(t.Context(), dsn)
+		if err == nil {
+			db.Close()
+			t.Errorf("Open(%q) succeeded, want an error", dsn)
+			continue
+		}
+		if !strings.Contains(err.Error(), "sqlite:PATH") {
+			t.Errorf("Open(%q) = %q, want an error naming the supported form sqlite:PATH", dsn, err)
+		}
+		if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("Open(%q) = %q, which shows the password", dsn, err)
+		}
+	}
+}
+
+func TestOpenBadPath(t *testing.T) {
+	tests := []string{
+		"sqlite:",
+		"sqlite::memory:",
+		"sqlite:" + filepath.Join(t.TempDir(), "missing-dir", "gh.db"),
+	}
+	for _, dsn := range tests {
+		if db, err := Open(t.Context(), dsn); err == nil {
+			db.Close()
+			t.Errorf("Open(%q) succeeded, want an error", dsn)
+		}
+	}
+}
+
+// TestOpenPath checks that the path is taken literally, even with characters that mean something in a URI.
+func TestOpenPath(t *testing.T) {
+	dir := t.TempDir()
+	name := "a?b#c%20d.db"
+	mustOpen(t, "sqlite:"+filepath.Join(dir, name))
+	if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+		t.Errorf("database file: %v", err)
+	}
+
+	t.Chdir(dir)
+	mustOpen(t, "sqlite:relative.db")
+	if _, err := os.Stat(filepath.Join(dir, "relative.db")); err != nil {
+		t.Errorf("database file at a relative path: %v", err)
+	}
+}
+
+// TestPragmas checks the settings every pooled connection must have.
+func TestPragmas(t *testing.T) {
+	db := mustOpen(t, tempDSN(t))
+	want := map[string]string{
+		"journal_mode": "wal",
+		"busy_timeout": "5000",
+		"foreign_keys": "1",
+		"synchronous":  "2", // FULL
+	}
+	// Hold several connections at once, so that the check covers more than the first.
+	var conns []interface{ Close() error }
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := range 3 {
+		conn, err := db.db.Conn(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, conn)
+		for pragma, want := range want {
+			var got string
+			if err := conn.QueryRowContext(t.Context(), "PRAGMA "+pragma).Scan(&got); err != nil {
+				t.Fatalf("PRAGMA %s: %v", pragma, err)
+			}
+			if got != want {
+				t.Errorf("connection %d: PRAGMA %s = %q, want %q", i, pragma, got, want)
+			}
+		}
+	}
+}
+
+func TestReopen(t *testing.T) {
+	dsn := tempDSN(t)
+	ctx := t.Context()
+	api := &auth.API{
+		ID:            "api_1",
+		Identifier:    "urn:example:one",
+		Name:          "One",
+		Scopes:        []auth.Scope{{Name: "read"}},
+		TokenLifetime: time.Hour,
+		SigningAlg:    auth.RS256,
+		CreatedAt:     time.Now().UTC().Truncate(time.Millisecond),
+		UpdatedAt:     time.Now().UTC().Truncate(time.Millisecond),
+	}
+	db, err := Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.CreateAPI(ctx, api); err != nil {
+		t.Fatal(err)
+	}
+	before := migrationsApplied(t, db)
+	if len(before) == 0 {
+		t.Fatal("no migrations recorded in schema_migrations")
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db = mustOpen(t, dsn)
+	if diff := cmp.Diff(before, migrationsApplied(t, db)); diff != "" {
+		t.Errorf("schema_migrations changed on reopening (-before +after):\n%s", diff)
+	}
+	got, err := db.FindAPI(ctx, "api_1")
+	if err != nil {
+		t.Fatalf("FindAPI after reopening: %v", err)
+	}
+	if diff := cmp.Diff(api, got); diff != "" {
+		t.Errorf("FindAPI after reopening: mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// migrationsApplied returns schema_migrations as version → applied_at.
+func migrationsApplied(t *testing.T, db *DB) map[int64]int64 {
+	t.Helper()
+	rows, err := db.db.QueryContext(t.Context(), `SELECT version, applied_at FROM schema_migrations`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	m := map[int64]int64{}
+	for rows.Next() {
+		var v, at int64
+		if err := rows.Scan(&v, &at); err != nil {
+			t.Fatal(err)
+		}
+		m[v] = at
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestNewerSchema(t *testing.T) {
+	dsn := tempDSN(t)
+	db := mustOpen(t, dsn)
+	if _, err := db.db.ExecContext(t.Context(), `INSERT INTO schema_migrations (version, applied_at) VALUES (999999, 0)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if db, err := Open(t.Context(), dsn); err == nil {
+		db.Close()
+		t.Errorf("Open of a database with a newer schema succeeded, want an error")
+	}
+}
+
+func TestMigrations(t *testing.T) {
+	ms, err := loadMigrations("sqlite")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) == 0 || ms[0].version != 1 {
+		t.Fatalf("sqlite migrations start at %v, want version 1", ms)
+	}
+	for i, m := range ms {
+		if m.version != int64(i+1) {
+			t.Errorf("migration %s has version %d, want %d: versions run 1, 2, 3, … without gaps", m.name, m.version, i+1)
+		}
+	}
+}
+
+// TestTranslate checks the mapping of real driver errors to the auth errors.
+func TestTranslate(t *testing.T) {
+	db := mustOpen(t, tempDSN(t))
+	ctx := t.Context()
+	setup := []string{
+		`INSERT INTO apis (id, identifier, name, scopes, token_lifetime, signing_alg, created_at, updated_at)
+		VALUES ('api_1', 'urn:one', 'One', '[]', 60, 'RS256', 0, 0)`,
+		`INSERT INTO clients (id, name, description, disabled, created_at, updated_at) VALUES ('c1', 'C', '', FALSE, 0, 0)`,
+	}
+	for _, q := range setup {
+		if _, err := db.db.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name  string
+		query string
+		want  error // nil: neither ErrConflict nor ErrNotFound
+	}{
+		{"primary key", `INSERT INTO clients (id, name, description, disabled, created_at, updated_at)
+			VALUES ('c1', 'C', '', FALSE, 0, 0)`, auth.ErrConflict},
+		{"unique", `INSERT INTO apis (id, identifier, name, scopes, token_lifetime, signing_alg, created_at, updated_at)
+			VALUES ('api_2', 'urn:one', 'Two', '[]', 60, 'RS256', 0, 0)`, auth.ErrConflict},
+		{"foreign key", `INSERT INTO grants (id, client_id, api_id, scopes, created_at, updated_at)
+			VALUES ('g1', 'c1', 'api_none', '[]', 0, 0)`, auth.ErrNotFound},
+		{"not null", `INSERT INTO clients (id, name, description, disabled, created_at, updated_at)
+			VALUES ('c2', NULL, '', FALSE, 0, 0)`, nil},
+		{"check", `INSERT INTO signing_keys (id, alg, state, public_jwk, private, created_at, updated_at)
+			VALUES ('k1', 'RS256', 'bogus', x'00', x'00', 0, 0)`, nil},
+		{"syntax", `INSERT INTO`, nil},
+	}
+	for _, tt := range tests {
+		_, err := db.db.ExecContext(ctx, tt.query)
+		if err == nil {
+			t.Errorf("%s: the statement succeeded, want a driver error", tt.name)
+			continue
+		}
+		got := translate(err)
+		for _, sentinel := range []error{auth.ErrConflict, auth.ErrNotFound} {
+			if is, want := errors.Is(got, sentinel), sentinel == tt.want; is != want {
+				t.Errorf("%s: errors.Is(translate(%v), %v) = %v, want %v", tt.name, err, sentinel, is, want)
+			}
+		}
+		if !strings.Contains(got.Error(), err.Error()) {
+			t.Errorf("%s: translate(%q) = %q, want the driver's message kept", tt.name, err, got)
+		}
+	}
+
+	if err := translate(nil); err != nil {
+		t.Errorf("translate(nil) = %v, want nil", err)
+	}
+	other := errors.New("other")
+	if err := translate(other); err != other {
+		t.Errorf("translate(%v) = %v, want it unchanged", other, err)
+	}
+}
+
+// TestConcurrentReadWrite runs readers and writers at once, on two handles of one file as two instances would, and
+// wants every call to succeed: writers wait for each other instead of failing with "database is locked".
+func TestConcurrentReadWrite(t *testing.T) {
+	dsn := tempDSN(t)
+	dbs := []*DB{mustOpen(t, dsn), mustOpen(t, dsn)}
+	ctx := t.Context()
+	t0 := time.Now().UTC().Truncate(time.Millisecond)
+	if err := dbs[0].CreateAPI(ctx, &auth.API{ID: "api_1", Identifier: "urn:one", Name: "One", Scopes: []auth.Scope{{Name: "read"}},
+		TokenLifetime: time.Hour, SigningAlg: auth.RS256, CreatedAt: t0, UpdatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+
+	const (
+		writers = 16
+		readers = 16
+		rounds  = 20
+	)
+	var wg sync.WaitGroup
+	errs := make(chan error, (writers+readers)*rounds)
+	for w := range writers {
+		db := dbs[w%len(dbs)]
+		wg.Go(func() {
+			for r := range rounds {
+				id := fmt.Sprintf("client-%d-%d", w, r)
+				c := &auth.Client{ID: id, Name: id, CreatedAt: t0, UpdatedAt: t0, Secrets: []auth.Secret{
+					{ID: "sec_" + id + "-1", Hash: []byte{1}, CreatedAt: t0},
+					{ID: "sec_" + id + "-2", Hash: []byte{2}, CreatedAt: t0},
+				}}
+				if err := db.CreateClient(ctx, c); err != nil {
+					errs <- err
+					continue
+				}
+				if err := db.PutGrant(ctx, &auth.Grant{ID: "grt_" + id, ClientID: id, APIID: "api_1",
+					Scopes: []string{"read"}, CreatedAt: t0, UpdatedAt: t0}); err != nil {
+					errs <- err
+				}
+				if err := db.DeleteClientSecret(ctx, id, "sec_"+id+"-1"); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	for r := range readers {
+		db := dbs[r%len(dbs)]
+		wg.Go(func() {
+			for range rounds {
+				if _, err := db.FindAPIByIdentifier(ctx, "urn:one"); err != nil {
+					errs <- err
+				}
+				if _, err := db.ListClients(ctx); err != nil {
+					errs <- err
+				}
+				if _, err := db.FindClient(ctx, "client-0-0"); err != nil && !errors.Is(err, auth.ErrNotFound) {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+
+	clients, err := dbs[1].ListClients(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(clients) != writers*rounds {
+		t.Errorf("ListClients: %d clients, want %d", len(clients), writers*rounds)
+	}
+	for _, c := range clients {
+		if len(c.Secrets) != 1 {
+			t.Errorf("client %s has %d secrets, want 1", c.ID, len(c.Secrets))
+		}
+	}
+}
+
+// TestConcurrentOpen opens one new file from several goroutines at once, as instances starting together would: each
+// migration runs once, and no Open fails.
+func TestConcurrentOpen(t *testing.T) {
+	dsn := tempDSN(t)
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			db, err := Open(t.Context(), dsn)
+			if err == nil {
+				err = db.Close()
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("Open %d: %v", i, err)
+		}
+	}
+	ms, err := loadMigrations("sqlite")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := migrationsApplied(t, mustOpen(t, dsn)); len(got) != len(ms) {
+		t.Errorf("schema_migrations has %d rows, want %d", len(got), len(ms))
+	}
+}
+
+// TestContextCanceled checks that a canceled context stops a call instead of being ignored.
+func TestContextCanceled(t *testing.T) {
+	db := mustOpen(t, tempDSN(t))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := db.FindClient(ctx, "client-1"); !errors.Is(err, context.Canceled) {
+		t.Errorf("FindClient with a canceled context: %v, want context.Canceled", err)
+	}
+}
