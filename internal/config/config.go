@@ -2,8 +2,8 @@
 // and applies it to an auth.Store.
 //
 // The file declares APIs and clients with their grants. Applying it is idempotent and additive: what the file
-// declares is created or brought up to date, and nothing is deleted because it is absent from the file. REFERENCE.md
-// beside this file documents the format for users.
+// declares is created or brought up to date, and nothing is deleted because it is absent from the file. The README's
+// "The configuration file" section documents the format for users.
 //
 // Parse checks the whole file with the validators of package auth, and reports every problem as
 // "FILE:LINE: FIELD: MESSAGE", e.g.
