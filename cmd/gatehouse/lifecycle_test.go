@@ -37,24 +37,14 @@ func TestRestart(t *testing.T) {
 		t.Fatalf("after restart: %d %s", after.status, after.body)
 	}
 	verifyToken(t, ts.URL, issBefore, "https://api.example.com/v1", before.json["access_token"].(string))
-	jwksAfter := fetchJWKS(t, ts.URL)
-	if len(jwksAfter) != len(jwksBefore) {
-		t.Errorf("restart changed the JWKS: %d keys before, %d after", len(jwksBefore), len(jwksAfter))
-	}
-	for kid := range jwksBefore {
-		if _, ok := jwksAfter[kid]; !ok {
-			t.Errorf("key %s disappeared on restart", kid)
-		}
-	}
+	sameKeys(t, "after a restart", jwksBefore, fetchJWKS(t, ts.URL))
 	// Applying the same file again on restart changes nothing.
 	ts.stop()
 	ts = startServer(t, dir, key, fixture)
 	if r := postTokenBasic(t, ts, "svc-one", secretOne, "grant_type=client_credentials"); r.status != 200 {
 		t.Fatalf("after re-applying the file: %d %s", r.status, r.body)
 	}
-	if got := fetchJWKS(t, ts.URL); len(got) != len(jwksBefore) {
-		t.Errorf("re-applying the file changed the JWKS: %d keys, want %d", len(got), len(jwksBefore))
-	}
+	sameKeys(t, "after re-applying the file", jwksBefore, fetchJWKS(t, ts.URL))
 }
 
 // TestWrongRootKey: a database opened with another root key is refused with a clear error, and nothing is
@@ -74,13 +64,18 @@ func TestWrongRootKey(t *testing.T) {
 	}
 	// The refused start left the database as it was: the original key opens it, with the original signing keys.
 	ts = startServer(t, dir, key, "")
-	after := fetchJWKS(t, ts.URL)
-	if len(after) != len(kids) {
-		t.Errorf("JWKS has %d keys after the refused start, want %d", len(after), len(kids))
+	sameKeys(t, "after the refused start", kids, fetchJWKS(t, ts.URL))
+}
+
+// sameKeys checks that a JWKS holds exactly the keys it held before.
+func sameKeys(t *testing.T, when string, before, after map[string]jwk) {
+	t.Helper()
+	if len(after) != len(before) {
+		t.Errorf("%s: the JWKS has %d keys, want %d", when, len(after), len(before))
 	}
-	for kid := range kids {
+	for kid := range before {
 		if _, ok := after[kid]; !ok {
-			t.Errorf("key %s is gone after the refused start", kid)
+			t.Errorf("%s: key %s is gone", when, kid)
 		}
 	}
 }
