@@ -121,6 +121,8 @@ func openServer(t *testing.T, dir string, key *rootkey.Key, yaml string) (*testS
 	return ts, nil
 }
 
+func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
+
 // stop shuts the server down and waits for it; calling it twice is fine.
 func (ts *testServer) stop() {
 	if ts.cancel == nil {
