@@ -62,7 +62,7 @@ Get a token from any token endpoint:               gatehouse token --url … --c
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newServeCmd(stdout, stderr), newDevCmd(stdout, stderr), newTokenCmd(stdout, stderr))
+	root.AddCommand(newServeCmd(stdout, stderr), newDevCmd(stdout, stderr), newTokenCmd(stdout, stderr), newBenchCmd(stdout, stderr))
 	return root
 }
 

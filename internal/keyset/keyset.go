@@ -69,14 +69,6 @@ type snapshot struct {
 	etag    string
 }
 
-// signer is a current key ready to sign.
-type signer struct {
-	kid string
-	// jws is safe for concurrent use: go-jose's Sign only reads the signer (its header map included), and the
-	// crypto/rsa, crypto/ecdsa and crypto/ed25519 private keys sign concurrently.
-	jws jose.Signer
-}
-
 // New returns a Keyset over store that seals private keys under encKey (32 bytes, used with AES-256-GCM). It holds
 // no keys until Load or Ensure.
 func New(store auth.Store, encKey []byte, opts Options) (*Keyset, error) {
@@ -155,13 +147,11 @@ func (k *Keyset) build(stored []*auth.SigningKey) (*snapshot, error) {
 		if other, ok := s.current[sk.Alg]; ok {
 			return nil, fmt.Errorf("signing keys %q and %q are both current for %s", other.kid, sk.ID, sk.Alg)
 		}
-		opts := (&jose.SignerOptions{}).WithType(tokenType)
-		key := jose.SigningKey{Algorithm: jose.SignatureAlgorithm(sk.Alg), Key: jose.JSONWebKey{Key: priv, KeyID: sk.ID}}
-		jws, err := jose.NewSigner(key, opts)
+		sig, err := newSigner(sk.Alg, sk.ID, priv)
 		if err != nil {
 			return nil, fmt.Errorf("signing key %q: %w", sk.ID, err)
 		}
-		s.current[sk.Alg] = &signer{kid: sk.ID, jws: jws}
+		s.current[sk.Alg] = sig
 	}
 	for _, alg := range auth.Algorithms {
 		if s.current[alg] != nil {
@@ -264,11 +254,7 @@ func (k *Keyset) Sign(ctx context.Context, alg auth.Algorithm, claims []byte) (s
 			return "", err
 		}
 	}
-	jws, err := s.jws.Sign(claims)
-	if err != nil {
-		return "", fmt.Errorf("sign with key %q: %w", s.kid, err)
-	}
-	return jws.CompactSerialize()
+	return s.sign(claims)
 }
 
 // JWKS returns the JWK Set of every published key (current, then next, then retired; public members only) and its

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"maps"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// helperEnv marks a run of this test binary as the gatehouse binary (see TestBenchHelperProcess).
+// It has no GATEHOUSE_ prefix because the bench passes its environment on without GATEHOUSE_* variables.
+const helperEnv = "GH_BENCH_HELPER_PROCESS"
+
+// TestBenchHelperProcess is not a test: when helperEnv is set, it is the gatehouse binary the bench starts, with
+// the arguments after "--" (the usual os/exec helper-process pattern; the bench re-executes its own binary, which
+// in a test is the test binary).
+func TestBenchHelperProcess(t *testing.T) {
+	if os.Getenv(helperEnv) != "1" {
+		t.Skip("run by the bench tests as a child process")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, flag.Args(), os.Stdout, os.Stderr))
+}
+
+// useTestBinary makes the bench start this test binary as its gatehouse binary, for the rest of the test.
+func useTestBinary(t *testing.T) {
+	old := benchCommand
+	benchCommand = func(args ...string) (*exec.Cmd, error) {
+		cmd := exec.Command(os.Args[0], append([]string{"-test.run=^TestBenchHelperProcess$", "--"}, args...)...)
+		return cmd, nil
+	}
+	t.Cleanup(func() { benchCommand = old })
+	t.Setenv(helperEnv, "1")
+}
+
+func TestBench(t *testing.T) {
+	useTestBinary(t)
+	var stdout, stderr bytes.Buffer
+	args := []string{"bench", "--algs", "ES256", "--concurrency", "1,4", "--duration", "300ms", "--warmup", "100ms"}
+	start := time.Now()
+	if code := run(t.Context(), args, &stdout, &stderr); code != 0 {
+		t.Fatalf("gatehouse bench exited %d\nstdout:\n%s\nstderr:\n%s", code, &stdout, &stderr)
+	}
+	t.Logf("took %s; report:\n%s", time.Since(start).Round(time.Millisecond), &stdout)
+
+	report := stdout.String()
+	for _, want := range []string{
+		"gatehouse bench --algs=ES256 --concurrency=1,4 --duration=300ms --warmup=100ms",
+		"ES256  signing ceiling",
+		"CONCURRENCY",
+		"targets",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("the report has no %q", want)
+		}
+	}
+	if runtime.GOOS == "linux" && !strings.Contains(report, "server memory: peak VmRSS") {
+		t.Errorf("the report has no peak VmRSS of the server")
+	}
+	rows := tableRows(report)
+	if got := slices.Sorted(maps.Keys(rows)); len(got) != 2 || rows["1"] == nil || rows["4"] == nil {
+		t.Fatalf("table rows for concurrency %v, want 1 and 4", got)
+	}
+	for c, fields := range rows {
+		if len(fields) != len(benchColumns) {
+			t.Errorf("c=%s: row %q has %d columns, want %d", c, fields, len(fields), len(benchColumns))
+			continue
+		}
+		if rate := number(t, fields[1]); rate <= 0 {
+			t.Errorf("c=%s: tokens/s = %s, want > 0", c, fields[1])
+		}
+		if fields[5] != "0" {
+			t.Errorf("c=%s: %s errors, want 0", c, fields[5])
+		}
+		if rate := number(t, fields[6]); rate <= 0 {
+			t.Errorf("c=%s: trivial req/s = %s, want > 0", c, fields[6])
+		}
+	}
+	for line := range strings.Lines(report) {
+		if strings.Contains(line, "every request succeeded") {
+			if f := strings.Fields(line); f[0] != "PASS" || !strings.HasSuffix(line, " 0 errors\n") {
+				t.Errorf("errors target: %q, want PASS with 0 errors", line)
+			}
+		}
+	}
+}
+
+// tableRows returns the rows of the plain report's tables by their concurrency column.
+func tableRows(report string) map[string][]string {
+	rows := map[string][]string{}
+	inTable := false
+	for line := range strings.Lines(report) {
+		fields := strings.Fields(line)
+		switch {
+		case len(fields) > 0 && fields[0] == "CONCURRENCY":
+			inTable = true
+		case len(fields) == 0:
+			inTable = false
+		case inTable:
+			rows[fields[0]] = fields
+		}
+	}
+	return rows
+}
+
+func number(t *testing.T, s string) float64 {
+	t.Helper()
+	f, err := strconv.ParseFloat(strings.ReplaceAll(s, ",", ""), 64)
+	if err != nil {
+		t.Errorf("%q is not a number", s)
+	}
+	return f
+}
+
+func TestBenchUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"bench", "--algs", "HS256"},
+		{"bench", "--algs", "ES256,ES256"},
+		{"bench", "--concurrency", "0"},
+		{"bench", "--duration", "0s"},
+		{"bench", "--warmup", "-1s"},
+		{"bench", "extra"},
+		{"bench", "serve-trivial"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(t.Context(), args, &stdout, &stderr); code != 2 {
+			t.Errorf("gatehouse %s exited %d, want 2; stderr:\n%s", strings.Join(args, " "), code, &stderr)
+		}
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	var d []time.Duration
+	for i := 1; i <= 100; i++ {
+		d = append(d, time.Duration(i))
+	}
+	for _, tc := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 50}, {0.99, 99}, {1, 100}, {0, 1}} {
+		if got := percentile(d, tc.q); got != tc.want {
+			t.Errorf("percentile(1..100, %v) = %d, want %d", tc.q, got, tc.want)
+		}
+	}
+	if got := percentile(nil, 0.5); got != 0 {
+		t.Errorf("percentile(nil) = %d, want 0", got)
+	}
+}
