@@ -22,6 +22,7 @@ var allowed = map[string][]string{
 	"internal/issuer":        {"internal/auth", "internal/sqlstore"}, // sqlstore only in tests
 	"internal/sqlstore":      {"internal/auth", "internal/auth/authtest"},
 	"internal/server":        {"internal/auth", "internal/issuer", "internal/keyset"},
+	"internal/bench":         {"internal/auth", "internal/rootkey"},
 	"cmd/gatehouse":          {"*"},
 }
 

@@ -3,10 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"flag"
 	"maps"
 	"os"
-	"os/exec"
 	"os/signal"
 	"runtime"
 	"slices"
@@ -17,35 +15,29 @@ import (
 	"time"
 )
 
-// helperEnv marks a run of this test binary as the gatehouse binary (see TestBenchHelperProcess).
+// helperEnv marks a run of this test binary as the gatehouse binary (see init).
 // It has no GATEHOUSE_ prefix because the bench passes its environment on without GATEHOUSE_* variables.
 const helperEnv = "GH_BENCH_HELPER_PROCESS"
 
-// TestBenchHelperProcess is not a test: when helperEnv is set, it is the gatehouse binary the bench starts, with
-// the arguments after "--" (the usual os/exec helper-process pattern; the bench re-executes its own binary, which
-// in a test is the test binary).
-func TestBenchHelperProcess(t *testing.T) {
+// init makes this test binary the gatehouse binary when helperEnv is set (the usual os/exec helper-process
+// pattern): the bench starts its server and trivial handler from its own executable, which in a test is the test
+// binary. It is in init, before the testing package reads the command line, so that run gets the arguments the
+// bench gave, as the real binary would.
+func init() {
 	if os.Getenv(helperEnv) != "1" {
-		t.Skip("run by the bench tests as a child process")
+		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, flag.Args(), os.Stdout, os.Stderr))
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// useTestBinary makes the bench start this test binary as its gatehouse binary, for the rest of the test.
-func useTestBinary(t *testing.T) {
-	old := benchCommand
-	benchCommand = func(args ...string) (*exec.Cmd, error) {
-		cmd := exec.Command(os.Args[0], append([]string{"-test.run=^TestBenchHelperProcess$", "--"}, args...)...)
-		return cmd, nil
-	}
-	t.Cleanup(func() { benchCommand = old })
-	t.Setenv(helperEnv, "1")
-}
+// benchColumns is the number of columns of the report's tables: concurrency, tokens/s, p50, p99, max, errors,
+// trivial req/s, issuance/trivial, issuance/signing ceiling.
+const benchColumns = 9
 
 func TestBench(t *testing.T) {
-	useTestBinary(t)
+	t.Setenv(helperEnv, "1") // the bench's children are this test binary: see init
 	var stdout, stderr bytes.Buffer
 	args := []string{"bench", "--algs", "ES256", "--concurrency", "1,4", "--duration", "300ms", "--warmup", "100ms"}
 	start := time.Now()
@@ -73,8 +65,8 @@ func TestBench(t *testing.T) {
 		t.Fatalf("table rows for concurrency %v, want 1 and 4", got)
 	}
 	for c, fields := range rows {
-		if len(fields) != len(benchColumns) {
-			t.Errorf("c=%s: row %q has %d columns, want %d", c, fields, len(fields), len(benchColumns))
+		if len(fields) != benchColumns {
+			t.Errorf("c=%s: row %q has %d columns, want %d", c, fields, len(fields), benchColumns)
 			continue
 		}
 		if rate := number(t, fields[1]); rate <= 0 {
@@ -137,23 +129,5 @@ func TestBenchUsage(t *testing.T) {
 		if code := run(t.Context(), args, &stdout, &stderr); code != 2 {
 			t.Errorf("gatehouse %s exited %d, want 2; stderr:\n%s", strings.Join(args, " "), code, &stderr)
 		}
-	}
-}
-
-func TestPercentile(t *testing.T) {
-	var d []time.Duration
-	for i := 1; i <= 100; i++ {
-		d = append(d, time.Duration(i))
-	}
-	for _, tc := range []struct {
-		q    float64
-		want time.Duration
-	}{{0.5, 50}, {0.99, 99}, {1, 100}, {0, 1}} {
-		if got := percentile(d, tc.q); got != tc.want {
-			t.Errorf("percentile(1..100, %v) = %d, want %d", tc.q, got, tc.want)
-		}
-	}
-	if got := percentile(nil, 0.5); got != 0 {
-		t.Errorf("percentile(nil) = %d, want 0", got)
 	}
 }
