@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -331,5 +332,53 @@ func TestStoreOutage(t *testing.T) {
 	}
 	if r := do(t, mustReq("GET", ts.URL+"/healthz")); r.status != 200 {
 		t.Errorf("/healthz during the outage: %d", r.status)
+	}
+}
+
+// TestGeneratedSecret: a client declared without client_secret gets one, printed once on stderr with a warning; it
+// works, and a restart neither prints nor changes it.
+func TestGeneratedSecret(t *testing.T) {
+	const yaml = `
+apis:
+  - identifier: urn:example:gen
+    name: Gen
+clients:
+  - client_id: gen-client
+    name: Generated
+    grants: [{audience: "urn:example:gen"}]
+`
+	dir, key := t.TempDir(), rootkey.Generate()
+	start := func() (*Main, *syncBuffer, func()) {
+		var stderr syncBuffer
+		m := &Main{Addr: "127.0.0.1:0", DB: "sqlite:" + filepath.Join(dir, "gh.db"), RootKey: key, Stderr: &stderr,
+			ConfigFile: filepath.Join(dir, "gatehouse.yaml")}
+		os.WriteFile(m.ConfigFile, []byte(yaml), 0o600)
+		ctx, cancel := context.WithCancel(context.Background())
+		if err := m.Open(ctx); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- m.Serve(ctx) }()
+		waitReady(t, m.URL)
+		return m, &stderr, func() { cancel(); <-done; m.Close() }
+	}
+	m, stderr, stop := start()
+	match := regexp.MustCompile(`WARNING: generated a secret for client gen-client.*\n\s+client_secret=(\S+)`).FindStringSubmatch(stderr.String())
+	if match == nil {
+		stop()
+		t.Fatalf("no generated secret on stderr: %q", stderr.String())
+	}
+	ts := &testServer{Main: m}
+	if r := postTokenBasic(t, ts, "gen-client", match[1], "grant_type=client_credentials"); r.status != 200 {
+		t.Errorf("generated secret: %d %s", r.status, r.body)
+	}
+	stop()
+	m, stderr, stop = start()
+	defer stop()
+	if strings.Contains(stderr.String(), "generated a secret") {
+		t.Error("a restart printed a new secret")
+	}
+	if r := postTokenBasic(t, &testServer{Main: m}, "gen-client", match[1], "grant_type=client_credentials"); r.status != 200 {
+		t.Errorf("generated secret after a restart: %d %s", r.status, r.body)
 	}
 }
