@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -81,10 +80,7 @@ func newDevCmd(stdout, stderr io.Writer) *cobra.Command {
 client. It prints a curl command that gets a token. Not for production: use 'gatehouse serve'.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := bindEnv(cmd, os.LookupEnv); err != nil {
-				return err
-			}
-			m, err := f.main(stderr)
+			m, err := f.main(cmd, stderr)
 			if err != nil {
 				return err
 			}

@@ -235,8 +235,12 @@ func (f *serveFlags) logger(w io.Writer) (*slog.Logger, error) {
 	return nil, usageError{fmt.Errorf("--log-format %q: use text or json", f.logFormat)}
 }
 
-// main returns the Main these flags describe, reading the root key from the file flag or GATEHOUSE_ROOT_KEY.
-func (f *serveFlags) main(stderr io.Writer) (*Main, error) {
+// main returns the Main that cmd's flags (or their GATEHOUSE_<FLAG> variables) describe, reading the root key
+// from the file flag or GATEHOUSE_ROOT_KEY.
+func (f *serveFlags) main(cmd *cobra.Command, stderr io.Writer) (*Main, error) {
+	if err := bindEnv(cmd, os.LookupEnv); err != nil {
+		return nil, err
+	}
 	log, err := f.logger(stderr)
 	if err != nil {
 		return nil, err
@@ -279,10 +283,7 @@ Every flag also reads the environment variable GATEHOUSE_<FLAG> (e.g. GATEHOUSE_
 The root key comes from GATEHOUSE_ROOT_KEY (base64 of 32 random bytes: openssl rand -base64 32) or --root-key-file.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := bindEnv(cmd, os.LookupEnv); err != nil {
-				return err
-			}
-			m, err := f.main(stderr)
+			m, err := f.main(cmd, stderr)
 			if err != nil {
 				return err
 			}
