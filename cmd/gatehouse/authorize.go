@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/gatehouse/gatehouse/internal/forwardauth"
+	"github.com/gatehouse/gatehouse/verify"
+)
+
+// Authorize is the wiring of `gatehouse authorize`, in the order it happens. Tests use it to run the real thing.
+type Authorize struct {
+	Addr        string   // listen address; ":0" picks a free port
+	RulesFile   string   // required
+	Issuer      string   // required: the iss of accepted tokens
+	JWKSURL     string   // "" to discover it from Issuer
+	Types       []string // accepted typ headers; nil for at+jwt
+	CacheSize   int      // verified tokens kept; 0 for forwardauth.DefaultCacheSize, negative for none
+	EnvoyPrefix string   // Envoy's path_prefix; "" for /envoy
+	Logger      *slog.Logger
+
+	Rules     *forwardauth.Rules
+	Verifier  *verify.Verifier
+	Handler   *forwardauth.Handler
+	Registry  *prometheus.Registry // what /metrics serves
+	URL       string               // the base URL it listens on, known after Open
+	listener  net.Listener
+	http      *http.Server
+	transport *http.Transport // the verifier's, to the issuer
+}
+
+// Open reads the rules, builds the verifier and the handler and starts listening. It does not wait for the
+// issuer: the JWKS is fetched by Serve (and on first use), so the proxy and the issuer may start in any order.
+func (a *Authorize) Open() (err error) {
+	if a.Logger == nil {
+		a.Logger = slog.New(slog.DiscardHandler)
+	}
+	if a.Rules, err = forwardauth.Load(a.RulesFile); err != nil {
+		return err
+	}
+	a.Registry = prometheus.NewRegistry()
+	a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := forwardauth.NewMetrics(a.Registry)
+	a.transport = http.DefaultTransport.(*http.Transport).Clone()
+	a.Verifier, err = verify.New(verify.Config{
+		Issuer:     a.Issuer,
+		Audiences:  a.Rules.Audiences(),
+		JWKSURL:    a.JWKSURL,
+		Types:      a.Types,
+		HTTPClient: &http.Client{Transport: a.transport},
+		Logger:     a.Logger,
+		OnRefresh:  metrics.JWKSRefreshed,
+	})
+	if err != nil {
+		return err
+	}
+	a.Handler, err = forwardauth.New(a.Rules, a.Verifier, forwardauth.Options{
+		CacheSize: a.CacheSize, EnvoyPrefix: a.EnvoyPrefix, Metrics: metrics, Logger: a.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.Registry, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(a.Logger.Handler(), slog.LevelWarn)}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+
+	if a.listener, err = net.Listen("tcp", a.Addr); err != nil {
+		return err
+	}
+	a.URL = "http://" + hostPort(a.listener.Addr().String())
+	a.http = &http.Server{
+		Handler:           a.Handler.Endpoints(mux),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      15 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		// Room for everything nginx accepts by default (4 buffers of 8 KiB), and a bound on what a check costs.
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(a.Logger.Handler(), slog.LevelWarn),
+	}
+	return nil
+}
+
+// Serve answers checks and keeps the JWKS fresh until ctx ends, then shuts down gracefully.
+func (a *Authorize) Serve(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := a.http.Serve(a.listener); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error { return a.Verifier.Run(ctx) })
+	g.Go(func() error {
+		<-ctx.Done()
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		return a.http.Shutdown(shutdownCtx)
+	})
+	a.Logger.Info("gatehouse authorize serving", "addr", a.listener.Addr().String(), "issuer", a.Issuer,
+		"rules", len(a.Rules.All()))
+	return g.Wait()
+}
+
+// Close releases what Open acquired.
+func (a *Authorize) Close() error {
+	if a.transport != nil {
+		a.transport.CloseIdleConnections()
+	}
+	if a.listener != nil {
+		return a.listener.Close()
+	}
+	return nil
+}
+
+// authorizeFlags are the flags of authorize. Each also reads GATEHOUSE_<FLAG>.
+type authorizeFlags struct {
+	rules, addr, issuer, jwksURL, typ, envoyPrefix string
+	logFormat, logLevel                            string
+	cacheSize                                      int
+}
+
+func newAuthorizeCmd(_, stderr io.Writer) *cobra.Command {
+	var f authorizeFlags
+	cmd := &cobra.Command{
+		Use:   "authorize",
+		Short: "Run a forward-auth server for nginx, Traefik, Caddy and Envoy",
+		Long: `Run a forward-auth server: a reverse proxy asks it about each request, and it answers from a rules
+file and the request's bearer token, which it verifies offline against the issuer's JWKS.
+
+  200  allowed, with X-Auth-Subject, X-Auth-Client-Id, X-Auth-Org-Id and X-Auth-Scopes for the proxy to pass upstream
+  401  no bearer token (WWW-Authenticate: Bearer realm="…"), or a token that is not acceptable (error="invalid_token")
+  403  a valid token without a required scope (error="insufficient_scope", scope="…"), or no rule matches the
+       request (deny by default), or the original request is ambiguous (dot segments, encoded slashes, …)
+  503  the issuer's keys could not be fetched yet
+
+Endpoints, one per way a proxy tells the original request:
+  /nginx            nginx auth_request: proxy_set_header X-Original-Method $request_method;
+                    X-Original-URI $request_uri; Host $host
+  /traefik, /caddy  Traefik ForwardAuth, Caddy forward_auth: X-Forwarded-Method, X-Forwarded-Uri,
+                    X-Forwarded-Host (both proxies set them)
+  /envoy/…          Envoy ext_authz http_service with path_prefix: /envoy (the original method, path and Host)
+  /metrics          Prometheus metrics; /healthz
+
+Rules file (YAML); the most specific rule wins (exact host, *.suffix, any host; then the longest path prefix; then a
+rule naming the method), and a request no rule matches is denied:
+
+  realm: api.example.com
+  rules:
+    - name: items-write
+      host: api.example.com
+      path: /v1/items
+      methods: [POST, PUT, DELETE]
+      audience: https://api.example.com/v1
+      scopes: [write]
+
+See docs/authorize.md for the full format and proxy configurations.
+Every flag also reads the environment variable GATEHOUSE_<FLAG> (e.g. GATEHOUSE_RULES, GATEHOUSE_ISSUER).`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a, err := f.authorize(cmd, stderr)
+			if err != nil {
+				return err
+			}
+			if err := a.Open(); err != nil {
+				return err
+			}
+			defer a.Close()
+			return a.Serve(cmd.Context())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.rules, "rules", "", "rules file (YAML): which requests need which audience and scopes (required)")
+	fl.StringVar(&f.addr, "addr", "127.0.0.1:9090", "address to listen on")
+	fl.StringVar(&f.issuer, "issuer", "", "issuer URL: the exact iss of accepted tokens (required)")
+	fl.StringVar(&f.jwksURL, "jwks-url", "", "the issuer's JWKS URL (default: discovered from the issuer)")
+	fl.StringVar(&f.typ, "typ", "at+jwt", "accepted typ headers, comma-separated; an empty item accepts tokens without typ (--typ=at+jwt,)")
+	fl.IntVar(&f.cacheSize, "cache-size", forwardauth.DefaultCacheSize, "verified tokens kept until they expire (0: no cache)")
+	fl.StringVar(&f.envoyPrefix, "envoy-prefix", "/envoy", "the path_prefix Envoy's ext_authz http_service puts before the original path")
+	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return cmd
+}
+
+// authorize returns the Authorize that cmd's flags (or their GATEHOUSE_<FLAG> variables) describe.
+func (f *authorizeFlags) authorize(cmd *cobra.Command, stderr io.Writer) (*Authorize, error) {
+	if err := bindEnv(cmd, os.LookupEnv); err != nil {
+		return nil, err
+	}
+	log, err := (&serveFlags{logFormat: f.logFormat, logLevel: f.logLevel}).logger(stderr)
+	if err != nil {
+		return nil, err
+	}
+	if f.rules == "" {
+		return nil, usageError{errors.New("--rules is required: the file of rules saying which requests need which audience and scopes")}
+	}
+	if err := checkURL("--issuer", f.issuer, true); err != nil {
+		return nil, err
+	}
+	if err := checkURL("--jwks-url", f.jwksURL, false); err != nil {
+		return nil, err
+	}
+	if f.cacheSize < 0 {
+		return nil, usageError{errors.New("--cache-size must not be negative")}
+	}
+	if p := f.envoyPrefix; !strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") {
+		return nil, usageError{fmt.Errorf("--envoy-prefix %q: use a path like /envoy (no trailing slash)", p)}
+	}
+	a := &Authorize{Addr: f.addr, RulesFile: f.rules, Issuer: f.issuer, JWKSURL: f.jwksURL, CacheSize: f.cacheSize,
+		EnvoyPrefix: f.envoyPrefix, Logger: log, Types: strings.Split(f.typ, ",")}
+	if f.cacheSize == 0 {
+		a.CacheSize = -1
+	}
+	return a, nil
+}
+
+// checkURL refuses a flag value that is not an http(s) URL; "" is refused only when required.
+func checkURL(flag, s string, required bool) error {
+	if s == "" {
+		if required {
+			return usageError{fmt.Errorf("%s is required", flag)}
+		}
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Fragment != "" {
+		return usageError{fmt.Errorf("%s %q: use an http or https URL", flag, s)}
+	}
+	return nil
+}
