@@ -1,5 +1,5 @@
 // Command gatehouse is machine-to-machine authorization in one binary: an OAuth 2.0 token server (serve, dev) and
-// the tools around it (token, bench).
+// the tools around it (token, proxy, bench).
 //
 // Exit codes: 0 success, 1 failure, 2 usage error.
 package main
@@ -55,14 +55,15 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 
 Start a local server with a demo API and client:   gatehouse dev
 Run it for real:                                   gatehouse serve --config gatehouse.yaml
-Get a token from any token endpoint:               gatehouse token --url … --client-id … --client-secret …`,
+Get a token from any token endpoint:               gatehouse token --url … --client-id … --client-secret …
+Cache tokens of any token endpoint, for any language: gatehouse proxy --upstream https://TENANT.auth0.com/oauth/token`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newServeCmd(stdout, stderr), newDevCmd(stdout, stderr), newTokenCmd(stdout, stderr), newBenchCmd(stdout, stderr))
+	root.AddCommand(newServeCmd(stdout, stderr), newDevCmd(stdout, stderr), newTokenCmd(stdout, stderr), newBenchCmd(stdout, stderr), newProxyCmd(stdout, stderr))
 	return root
 }
 
