@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/gatehouse/gatehouse/internal/forwardauth"
 	"github.com/gatehouse/gatehouse/verify"
@@ -98,23 +97,9 @@ func (a *Authorize) Open() (err error) {
 
 // Serve answers checks and keeps the JWKS fresh until ctx ends, then shuts down gracefully.
 func (a *Authorize) Serve(ctx context.Context) error {
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := a.http.Serve(a.listener); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
-	g.Go(func() error { return a.Verifier.Run(ctx) })
-	g.Go(func() error {
-		<-ctx.Done()
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		return a.http.Shutdown(shutdownCtx)
-	})
 	a.Logger.Info("gatehouse authorize serving", "addr", a.listener.Addr().String(), "issuer", a.Issuer,
 		"rules", len(a.Rules.All()))
-	return g.Wait()
+	return serveHTTP(ctx, a.http, a.listener, a.Verifier.Run)
 }
 
 // Close releases what Open acquired.
@@ -202,7 +187,7 @@ func (f *authorizeFlags) authorize(cmd *cobra.Command, stderr io.Writer) (*Autho
 	if err := bindEnv(cmd, os.LookupEnv); err != nil {
 		return nil, err
 	}
-	log, err := (&serveFlags{logFormat: f.logFormat, logLevel: f.logLevel}).logger(stderr)
+	log, err := newLogger(stderr, f.logFormat, f.logLevel)
 	if err != nil {
 		return nil, err
 	}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/gatehouse/gatehouse/internal/proxy"
 	"github.com/gatehouse/gatehouse/internal/server"
@@ -81,25 +80,12 @@ func (m *ProxyMain) Open(ctx context.Context) (err error) {
 
 // Serve serves HTTP until ctx ends, then shuts down gracefully: in-flight requests finish (up to 15 s).
 func (m *ProxyMain) Serve(ctx context.Context) error {
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := m.http.Serve(m.listener); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-ctx.Done()
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		return m.http.Shutdown(shutdownCtx)
-	})
 	cache := "memory"
 	if m.redis != nil {
 		cache = "redis " + m.redis.Options().Addr // never the URL: it may hold a password
 	}
 	m.Logger.Info("gatehouse proxy serving", "addr", m.listener.Addr().String(), "upstream", m.Upstream, "cache", cache)
-	return g.Wait()
+	return serveHTTP(ctx, m.http, m.listener)
 }
 
 // Close releases what Open acquired.
@@ -183,7 +169,7 @@ Examples:
 
 // main returns the ProxyMain these flags describe.
 func (f *proxyFlags) main(stderr io.Writer) (*ProxyMain, error) {
-	log, err := (&serveFlags{logFormat: f.logFormat, logLevel: f.logLevel}).logger(stderr)
+	log, err := newLogger(stderr, f.logFormat, f.logLevel)
 	if err != nil {
 		return nil, err
 	}

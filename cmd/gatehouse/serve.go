@@ -159,21 +159,32 @@ func (m *Main) report(res *config.Result) {
 // Serve serves HTTP and runs the background work until ctx ends, then shuts down gracefully: in-flight requests
 // finish (up to 15 s) before it returns.
 func (m *Main) Serve(ctx context.Context) error {
+	m.Logger.Info("gatehouse serving", "addr", m.listener.Addr().String(), "issuer", m.IssuerURL)
+	return serveHTTP(ctx, m.http, m.listener, m.Keys.Run)
+}
+
+// shutdownTimeout bounds how long a stopping server waits for requests in flight.
+const shutdownTimeout = 15 * time.Second
+
+// serveHTTP serves srv on l and runs the background jobs until ctx ends or one of them fails; then it stops srv
+// gracefully, letting requests in flight finish (up to shutdownTimeout), and returns when everything has ended.
+func serveHTTP(ctx context.Context, srv *http.Server, l net.Listener, jobs ...func(context.Context) error) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if err := m.http.Serve(m.listener); !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil
 	})
-	g.Go(func() error { return m.Keys.Run(ctx) })
+	for _, job := range jobs {
+		g.Go(func() error { return job(ctx) })
+	}
 	g.Go(func() error {
 		<-ctx.Done()
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		defer cancel()
-		return m.http.Shutdown(shutdownCtx)
+		return srv.Shutdown(shutdownCtx)
 	})
-	m.Logger.Info("gatehouse serving", "addr", m.listener.Addr().String(), "issuer", m.IssuerURL)
 	return g.Wait()
 }
 
@@ -221,18 +232,23 @@ func (f *serveFlags) register(cmd *cobra.Command, defaultDB string) {
 }
 
 func (f *serveFlags) logger(w io.Writer) (*slog.Logger, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
-		return nil, usageError{fmt.Errorf("--log-level %q: use debug, info, warn or error", f.logLevel)}
+	return newLogger(w, f.logFormat, f.logLevel)
+}
+
+// newLogger returns the logger that --log-format and --log-level describe, writing to w.
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageError{fmt.Errorf("--log-level %q: use debug, info, warn or error", level)}
 	}
-	opts := &slog.HandlerOptions{Level: level}
-	switch f.logFormat {
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
-	return nil, usageError{fmt.Errorf("--log-format %q: use text or json", f.logFormat)}
+	return nil, usageError{fmt.Errorf("--log-format %q: use text or json", format)}
 }
 
 // main returns the Main that cmd's flags (or their GATEHOUSE_<FLAG> variables) describe, reading the root key
