@@ -18,13 +18,15 @@ var allowed = map[string][]string{
 	"internal/auth/authtest": {"internal/auth"},
 	"internal/rootkey":       {"internal/auth"},
 	"internal/keyset":        {"internal/auth"},
-	"internal/config":        {"internal/auth"},
+	"internal/config":        {"internal/auth", "internal/yamlfile"},
+	"internal/yamlfile":      {},
 	"internal/issuer":        {"internal/auth", "internal/sqlstore"}, // sqlstore only in tests
 	"internal/sqlstore":      {"internal/auth", "internal/auth/authtest"},
-	"internal/server":        {"internal/auth", "internal/issuer", "internal/keyset"},
+	"internal/server":        {"internal/auth", "internal/issuer", "internal/keyset", "internal/oauthreq"},
 	"internal/bench":         {"internal/auth", "internal/rootkey"},
-	"internal/forwardauth":   {"verify"},                              // an adapter of the public verify package, nothing internal
-	"internal/proxy":         {"tokencache", "tokencache/rediscache"}, // rediscache only in tests; cmd passes the Cache
+	"internal/forwardauth":   {"verify", "internal/yamlfile"}, // an adapter of the public verify package; of internal/, only yamlfile
+	"internal/oauthreq":      {},
+	"internal/proxy":         {"tokencache", "tokencache/rediscache", "internal/oauthreq"}, // rediscache only in tests; cmd passes the Cache
 	"cmd/gatehouse":          {"*"},
 }
 
