@@ -1,11 +1,8 @@
 package config
 
 import (
-	"bytes"
-	"cmp"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/yamlfile"
 )
 
 // The fields each mapping of the file may hold, in the order error messages list them.
@@ -25,146 +23,71 @@ var (
 	grantFields  = []string{"audience", "scopes"}
 )
 
-// maxErrors is how many problems Parse reports before it stops, like the Go compiler.
-const maxErrors = 10
-
-// fileError is a problem at a line and field of the file. Content problems wrap auth.ErrInvalid; store failures
-// during Apply wrap the store's error.
-type fileError struct {
-	file  string
-	line  int    // 0: unknown
-	field string // dotted path from the root; empty: the whole file
-	msg   string
-	err   error
-}
-
-func (e *fileError) Error() string {
-	var b strings.Builder
-	b.WriteString(e.file)
-	if e.line > 0 {
-		b.WriteString(":" + strconv.Itoa(e.line))
-	}
-	if b.Len() > 0 {
-		b.WriteString(": ")
-	}
-	if e.field != "" {
-		b.WriteString(e.field + ": ")
-	}
-	b.WriteString(e.msg)
-	return b.String()
-}
-
-func (e *fileError) Unwrap() error { return e.err }
-
-// newError returns a problem at node n (nil: line unknown) and path.
-func newError(file string, n *yaml.Node, path string, cause error, format string, args ...any) *fileError {
-	e := &fileError{file: file, field: path, msg: fmt.Sprintf(format, args...), err: cause}
+// newError returns a problem at node n (nil: line unknown) and path. Content problems wrap auth.ErrInvalid; store
+// failures during Apply wrap the store's error.
+func newError(file string, n *yaml.Node, path string, cause error, format string, args ...any) *yamlfile.Error {
+	e := &yamlfile.Error{File: file, Field: path, Msg: fmt.Sprintf(format, args...), Err: cause}
 	if n != nil {
-		e.line = n.Line
+		e.Line = n.Line
 	}
 	return e
 }
 
 // invalidError re-reports an error of an auth validator, whose Field is relative to the entry at n and path, at the
 // line of the node it names and with the full path.
-func invalidError(file string, n *yaml.Node, path string, err error) error {
+func invalidError(file string, n *yaml.Node, path string, err error) *yamlfile.Error {
 	var ve *auth.ValidationError
 	if !errors.As(err, &ve) {
 		return newError(file, n, path, err, "%v", err)
 	}
 	target, field := locate(n, ve.Field)
-	return newError(file, target, join(path, field), auth.ErrInvalid, "%s", ve.Message)
+	return newError(file, target, yamlfile.Join(path, field), auth.ErrInvalid, "%s", ve.Message)
 }
 
 // parser turns the YAML document into a File, collecting problems rather than stopping at the first.
 type parser struct {
 	name      string
 	lookupEnv func(string) (string, bool)
-	errs      []error // of *fileError
-}
-
-func (p *parser) errorf(n *yaml.Node, path, format string, args ...any) {
-	p.errs = append(p.errs, newError(p.name, n, path, auth.ErrInvalid, format, args...))
+	yamlfile.Parser
 }
 
 func (p *parser) invalid(n *yaml.Node, path string, err error) {
-	p.errs = append(p.errs, invalidError(p.name, n, path, err))
-}
-
-// err returns the problems found, in the order of their lines.
-func (p *parser) err() error {
-	slices.SortStableFunc(p.errs, func(a, b error) int {
-		return cmp.Compare(a.(*fileError).line, b.(*fileError).line)
-	})
-	if len(p.errs) > maxErrors {
-		p.errs = append(p.errs[:maxErrors], newError(p.name, nil, "", auth.ErrInvalid, "too many errors"))
-	}
-	return errors.Join(p.errs...)
+	p.Add(invalidError(p.name, n, path, err))
 }
 
 func (p *parser) parse(data []byte) (*File, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) { // empty, or only comments
-			return &File{name: p.name}, nil
-		}
-		return nil, p.syntaxError(err)
+	p.Parser = yamlfile.Parser{
+		File:    p.name,
+		Cause:   auth.ErrInvalid,
+		Expand:  func(s string) (string, error) { return expand(s, p.lookupEnv) },
+		Unknown: suggest,
 	}
-	for {
-		var next yaml.Node
-		err := dec.Decode(&next)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, p.syntaxError(err)
-		}
-		if !isNull(root(&next)) { // a trailing "---" is harmless
-			return nil, newError(p.name, &next, "", auth.ErrInvalid, "the file must hold one YAML document, not several")
-		}
-	}
-
-	f := p.file(root(&doc))
-	if err := p.err(); err != nil {
+	f := p.file(p.Document(data)) // an empty File if there is no document, or it cannot be read
+	if err := p.Err(); err != nil {
 		return nil, err
 	}
 	return f, nil
 }
 
-// syntaxError turns yaml's "yaml: line 3: message" into "NAME:3: message".
-func (p *parser) syntaxError(err error) error {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	e := &fileError{file: p.name, msg: msg, err: auth.ErrInvalid}
-	if rest, ok := strings.CutPrefix(msg, "line "); ok {
-		if num, m, ok := strings.Cut(rest, ": "); ok {
-			if line, err := strconv.Atoi(num); err == nil {
-				e.line, e.msg = line, m
-			}
-		}
-	}
-	return e
-}
-
 func (p *parser) file(top *yaml.Node) *File {
 	f := &File{name: p.name}
-	if isNull(top) { // "---" or "~" alone
+	if yamlfile.IsNull(top) { // no document, "---" or "~" alone, or one Document could not read
 		return f
 	}
 	if top.Kind != yaml.MappingNode {
-		p.errorf(top, "", "the file must be a map with apis and clients, not %s", kindOf(top))
+		p.Errorf(top, "", "the file must be a map with apis and clients, not %s", yamlfile.KindOf(top))
 		return f
 	}
-	v := p.fields(top, "", fileFields)
+	v := p.Fields(top, "", fileFields)
 
 	byIdentifier := make(map[string]API)
-	for i, n := range p.list(v["apis"], "apis") {
+	for i, n := range p.List(v["apis"], "apis") {
 		a, ok := p.api(n, fmt.Sprintf("apis[%d]", i))
 		if !ok {
 			continue
 		}
 		if first, ok := byIdentifier[a.Identifier]; ok {
-			p.errorf(valueOf(n, "identifier"), a.path+".identifier", "%q is defined twice (first at %s, line %d)",
+			p.Errorf(valueOf(n, "identifier"), a.path+".identifier", "%q is defined twice (first at %s, line %d)",
 				a.Identifier, first.path, first.node.Line)
 			continue
 		}
@@ -173,13 +96,13 @@ func (p *parser) file(top *yaml.Node) *File {
 	}
 
 	byID := make(map[string]Client)
-	for i, n := range p.list(v["clients"], "clients") {
+	for i, n := range p.List(v["clients"], "clients") {
 		c, ok := p.client(n, fmt.Sprintf("clients[%d]", i))
 		if !ok {
 			continue
 		}
 		if first, ok := byID[c.ID]; ok {
-			p.errorf(valueOf(n, "client_id"), c.path+".client_id", "%q is defined twice (first at %s, line %d)",
+			p.Errorf(valueOf(n, "client_id"), c.path+".client_id", "%q is defined twice (first at %s, line %d)",
 				c.ID, first.path, first.node.Line)
 			continue
 		}
@@ -200,43 +123,43 @@ func (p *parser) file(top *yaml.Node) *File {
 func (p *parser) api(n *yaml.Node, path string) (API, bool) {
 	a := API{at: at{n, path}}
 	if n.Kind != yaml.MappingNode {
-		p.errorf(n, path, "must be a map with identifier and name, not %s", kindOf(n))
+		p.Errorf(n, path, "must be a map with identifier and name, not %s", yamlfile.KindOf(n))
 		return a, false
 	}
-	errs := len(p.errs)
-	v := p.fields(n, path, apiFields)
-	a.Identifier = p.str(v["identifier"], path+".identifier")
-	a.Name = p.str(v["name"], path+".name")
-	a.SigningAlg = auth.Algorithm(p.str(v["signing_alg"], path+".signing_alg"))
-	if ln := v["token_lifetime"]; !isNull(ln) {
-		field, before := path+".token_lifetime", len(p.errs)
-		if s := p.str(ln, field); len(p.errs) == before {
+	errs := p.Len()
+	v := p.Fields(n, path, apiFields)
+	a.Identifier = p.Str(v["identifier"], path+".identifier")
+	a.Name = p.Str(v["name"], path+".name")
+	a.SigningAlg = auth.Algorithm(p.Str(v["signing_alg"], path+".signing_alg"))
+	if ln := v["token_lifetime"]; !yamlfile.IsNull(ln) {
+		field, before := path+".token_lifetime", p.Len()
+		if s := p.Str(ln, field); p.Len() == before {
 			d, err := time.ParseDuration(s)
 			switch {
 			case err != nil:
-				p.errorf(ln, field, "%q is not a Go duration (e.g. 24h, 15m)", s)
+				p.Errorf(ln, field, "%q is not a Go duration (e.g. 24h, 15m)", s)
 			case d == 0: // auth.API.Normalize would take zero for "unset" and fill in the default
-				p.errorf(ln, field, "must be more than zero (leave it out for the default)")
+				p.Errorf(ln, field, "must be more than zero (leave it out for the default)")
 			}
 			a.TokenLifetime = d
 		}
 	}
-	for i, sn := range p.list(v["scopes"], path+".scopes") {
+	for i, sn := range p.List(v["scopes"], path+".scopes") {
 		field := fmt.Sprintf("%s.scopes[%d]", path, i)
 		switch sn.Kind {
 		case yaml.ScalarNode: // the short form: the name alone
-			a.Scopes = append(a.Scopes, auth.Scope{Name: p.str(sn, field)})
+			a.Scopes = append(a.Scopes, auth.Scope{Name: p.Str(sn, field)})
 		case yaml.MappingNode:
-			sv := p.fields(sn, field, scopeFields)
+			sv := p.Fields(sn, field, scopeFields)
 			a.Scopes = append(a.Scopes, auth.Scope{
-				Name:        p.str(sv["name"], field+".name"),
-				Description: p.str(sv["description"], field+".description"),
+				Name:        p.Str(sv["name"], field+".name"),
+				Description: p.Str(sv["description"], field+".description"),
 			})
 		default:
-			p.errorf(sn, field, "must be a scope name or a map with name and description, not %s", kindOf(sn))
+			p.Errorf(sn, field, "must be a scope name or a map with name and description, not %s", yamlfile.KindOf(sn))
 		}
 	}
-	if len(p.errs) > errs {
+	if p.Len() > errs {
 		return a, false
 	}
 
@@ -263,17 +186,17 @@ func (a *API) domain() *auth.API {
 func (p *parser) client(n *yaml.Node, path string) (Client, bool) {
 	c := Client{at: at{n, path}}
 	if n.Kind != yaml.MappingNode {
-		p.errorf(n, path, "must be a map with client_id and name, not %s", kindOf(n))
+		p.Errorf(n, path, "must be a map with client_id and name, not %s", yamlfile.KindOf(n))
 		return c, false
 	}
-	errs := len(p.errs)
-	v := p.fields(n, path, clientFields)
-	c.ID = p.str(v["client_id"], path+".client_id")
-	c.Name = p.str(v["name"], path+".name")
-	c.Description = p.str(v["description"], path+".description")
-	if sn := v["client_secret"]; !isNull(sn) {
-		field, before := path+".client_secret", len(p.errs)
-		if s := p.str(sn, field); len(p.errs) == before {
+	errs := p.Len()
+	v := p.Fields(n, path, clientFields)
+	c.ID = p.Str(v["client_id"], path+".client_id")
+	c.Name = p.Str(v["name"], path+".name")
+	c.Description = p.Str(v["description"], path+".description")
+	if sn := v["client_secret"]; !yamlfile.IsNull(sn) {
+		field, before := path+".client_secret", p.Len()
+		if s := p.Str(sn, field); p.Len() == before {
 			// ValidateSecret never quotes the secret in its message.
 			if err := auth.ValidateSecret("client_secret", s); err != nil {
 				p.invalid(n, path, err)
@@ -282,20 +205,20 @@ func (p *parser) client(n *yaml.Node, path string) (Client, bool) {
 		}
 	}
 	byAudience := make(map[string]Grant)
-	for i, gn := range p.list(v["grants"], path+".grants") {
+	for i, gn := range p.List(v["grants"], path+".grants") {
 		g, ok := p.grant(gn, fmt.Sprintf("%s.grants[%d]", path, i))
 		if !ok {
 			continue
 		}
 		if first, ok := byAudience[g.Audience]; ok {
-			p.errorf(valueOf(gn, "audience"), g.path+".audience", "%q is granted twice (first at %s, line %d)",
+			p.Errorf(valueOf(gn, "audience"), g.path+".audience", "%q is granted twice (first at %s, line %d)",
 				g.Audience, strings.TrimPrefix(first.path, path+"."), first.node.Line)
 			continue
 		}
 		byAudience[g.Audience] = g
 		c.Grants = append(c.Grants, g)
 	}
-	if len(p.errs) > errs {
+	if p.Len() > errs {
 		return c, false
 	}
 
@@ -310,16 +233,16 @@ func (p *parser) client(n *yaml.Node, path string) (Client, bool) {
 func (p *parser) grant(n *yaml.Node, path string) (Grant, bool) {
 	g := Grant{at: at{n, path}}
 	if n.Kind != yaml.MappingNode {
-		p.errorf(n, path, "must be a map with audience and scopes, not %s", kindOf(n))
+		p.Errorf(n, path, "must be a map with audience and scopes, not %s", yamlfile.KindOf(n))
 		return g, false
 	}
-	errs := len(p.errs)
-	v := p.fields(n, path, grantFields)
-	g.Audience = p.str(v["audience"], path+".audience")
-	for i, sn := range p.list(v["scopes"], path+".scopes") {
-		g.Scopes = append(g.Scopes, p.str(sn, fmt.Sprintf("%s.scopes[%d]", path, i)))
+	errs := p.Len()
+	v := p.Fields(n, path, grantFields)
+	g.Audience = p.Str(v["audience"], path+".audience")
+	for i, sn := range p.List(v["scopes"], path+".scopes") {
+		g.Scopes = append(g.Scopes, p.Str(sn, fmt.Sprintf("%s.scopes[%d]", path, i)))
 	}
-	if len(p.errs) > errs {
+	if p.Len() > errs {
 		return g, false
 	}
 	if err := auth.ValidateIdentifier("audience", g.Audience); err != nil {
@@ -327,66 +250,6 @@ func (p *parser) grant(n *yaml.Node, path string) (Grant, bool) {
 		return g, false
 	}
 	return g, true
-}
-
-// fields returns the values of mapping n by key, with aliases resolved. It reports keys that are not strings,
-// given twice, or not in known.
-func (p *parser) fields(n *yaml.Node, path string, known []string) map[string]*yaml.Node {
-	values := make(map[string]*yaml.Node, len(n.Content)/2)
-	lines := make(map[string]int, len(n.Content)/2)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k := n.Content[i]
-		if k.Kind != yaml.ScalarNode {
-			p.errorf(k, path, "field names must be strings, not %s", kindOf(k))
-			continue
-		}
-		field := join(path, k.Value)
-		if line, ok := lines[k.Value]; ok {
-			p.errorf(k, field, "is set twice (first at line %d)", line)
-			continue
-		}
-		lines[k.Value] = k.Line
-		if !slices.Contains(known, k.Value) {
-			p.errorf(k, field, "unknown field (%s)", suggest(k.Value, known))
-			continue
-		}
-		values[k.Value] = resolve(n.Content[i+1])
-	}
-	return values
-}
-
-// list returns the items of sequence n with aliases resolved. Absent or null is an empty list.
-func (p *parser) list(n *yaml.Node, path string) []*yaml.Node {
-	if isNull(n) {
-		return nil
-	}
-	if n.Kind != yaml.SequenceNode {
-		p.errorf(n, path, "must be a list, not %s", kindOf(n))
-		return nil
-	}
-	items := make([]*yaml.Node, len(n.Content))
-	for i, c := range n.Content {
-		items[i] = resolve(c)
-	}
-	return items
-}
-
-// str returns the string value of scalar n with ${VAR}s expanded. Absent or null is "". Any scalar is taken as
-// the text it is written as (name: 2024 is "2024").
-func (p *parser) str(n *yaml.Node, path string) string {
-	if isNull(n) {
-		return ""
-	}
-	if n.Kind != yaml.ScalarNode {
-		p.errorf(n, path, "must be a string, not %s", kindOf(n))
-		return ""
-	}
-	s, err := expand(n.Value, p.lookupEnv)
-	if err != nil {
-		p.errorf(n, path, "%v", err)
-		return ""
-	}
-	return s
 }
 
 // expand replaces ${NAME} with the value of the environment variable NAME and $$ with $. Any other $ stays as it
@@ -442,7 +305,7 @@ func isVarName(s string) bool {
 // or field cut short where the file uses a shorthand (a scope written as a bare name has no ".name").
 func locate(n *yaml.Node, field string) (*yaml.Node, string) {
 	for i := 0; n != nil && i < len(field); {
-		if n.Kind == yaml.ScalarNode && !isNull(n) {
+		if n.Kind == yaml.ScalarNode && !yamlfile.IsNull(n) {
 			return n, field[:i]
 		}
 		var next *yaml.Node
@@ -455,7 +318,7 @@ func locate(n *yaml.Node, field string) (*yaml.Node, string) {
 			}
 			end = i + close + 1
 			if k, err := strconv.Atoi(field[i+1 : end-1]); err == nil && n.Kind == yaml.SequenceNode && k >= 0 && k < len(n.Content) {
-				next = resolve(n.Content[k])
+				next = yamlfile.Resolve(n.Content[k])
 			}
 		default:
 			start := i
@@ -483,57 +346,10 @@ func valueOf(n *yaml.Node, key string) *yaml.Node {
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		if n.Content[i].Kind == yaml.ScalarNode && n.Content[i].Value == key {
-			return resolve(n.Content[i+1])
+			return yamlfile.Resolve(n.Content[i+1])
 		}
 	}
 	return nil
-}
-
-// root returns the content of a document node.
-func root(doc *yaml.Node) *yaml.Node {
-	if len(doc.Content) == 0 {
-		return nil
-	}
-	return resolve(doc.Content[0])
-}
-
-// resolve follows an alias (*name) to the node it stands for.
-func resolve(n *yaml.Node) *yaml.Node {
-	for n != nil && n.Kind == yaml.AliasNode {
-		n = n.Alias
-	}
-	return n
-}
-
-func isNull(n *yaml.Node) bool {
-	return n == nil || n.Kind == yaml.ScalarNode && n.Tag == "!!null"
-}
-
-func kindOf(n *yaml.Node) string {
-	switch {
-	case n.Kind == yaml.MappingNode:
-		return "a map"
-	case n.Kind == yaml.SequenceNode:
-		return "a list"
-	case isNull(n):
-		return "empty"
-	case n.Tag == "!!int" || n.Tag == "!!float":
-		return "a number"
-	case n.Tag == "!!bool":
-		return "a boolean"
-	}
-	return "a string"
-}
-
-// join appends field to path with a dot, or an index without one.
-func join(path, field string) string {
-	if path == "" || field == "" {
-		return path + field
-	}
-	if field[0] == '[' {
-		return path + field
-	}
-	return path + "." + field
 }
 
 // suggest completes "unknown field (…)": the known field the key was probably meant to be, or the list of them.
