@@ -22,11 +22,12 @@ var allowed = map[string][]string{
 	"internal/yamlfile":      {},
 	"internal/issuer":        {"internal/auth", "internal/sqlstore"}, // sqlstore only in tests
 	"internal/sqlstore":      {"internal/auth", "internal/auth/authtest"},
-	"internal/server":        {"internal/auth", "internal/issuer", "internal/keyset", "internal/oauthreq"},
+	"internal/server":        {"internal/auth", "internal/issuer", "internal/keyset", "internal/oauthreq", "internal/accesslog"},
 	"internal/bench":         {"internal/auth", "internal/rootkey"},
 	"internal/forwardauth":   {"verify", "internal/yamlfile"}, // an adapter of the public verify package; of internal/, only yamlfile
 	"internal/oauthreq":      {},
-	"internal/proxy":         {"tokencache", "tokencache/rediscache", "internal/oauthreq"}, // rediscache only in tests; cmd passes the Cache
+	"internal/accesslog":     {},
+	"internal/proxy":         {"tokencache", "tokencache/rediscache", "internal/oauthreq", "internal/accesslog"}, // rediscache only in tests; cmd passes the Cache
 	"cmd/gatehouse":          {"*"},
 }
 

@@ -18,7 +18,6 @@ package proxy
 
 import (
 	"container/list"
-	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -33,6 +32,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/gatehouse/gatehouse/internal/accesslog"
 	"github.com/gatehouse/gatehouse/tokencache"
 )
 
@@ -133,7 +133,7 @@ func (p *Proxy) Handler() http.Handler {
 		w.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(p.metrics.registry, promhttp.HandlerOpts{}))
-	return p.logRequests(mux)
+	return accesslog.Handler(p.log, mux)
 }
 
 // Request results, the values of the result label of gatehouse_proxy_requests_total.
@@ -147,15 +147,15 @@ const (
 )
 
 func (p *Proxy) handleToken(w http.ResponseWriter, r *http.Request) {
-	info := reqInfoFrom(r.Context())
+	info := accesslog.From(r.Context())
 	req, oerr := parseRequest(w, r)
 	if oerr != nil {
-		info.result, info.errorCode = resultRefused, oerr.code
+		info.Result, info.Error = resultRefused, oerr.code
 		p.metrics.requests.WithLabelValues(resultRefused).Inc()
 		writeOAuthError(w, oerr)
 		return
 	}
-	info.clientID = truncate(req.clientID, 128)
+	info.ClientID = req.clientID
 
 	cfg := tokencache.Config{
 		TokenURL: p.upstream, ClientID: req.clientID, ClientSecret: req.clientSecret,
@@ -186,7 +186,7 @@ func (p *Proxy) handleToken(w http.ResponseWriter, r *http.Request) {
 	if e.charge() {
 		result = resultMiss
 	}
-	info.result = result
+	info.Result = result
 	p.metrics.requests.WithLabelValues(result).Inc()
 	if result == resultHit {
 		p.metrics.hits.Inc()
@@ -285,11 +285,11 @@ func (p *Proxy) drop(e *entry) {
 
 // tokenError answers a failed Token call: the upstream's own answer when it refused, 502 when it could not be
 // reached or answered nonsense.
-func (p *Proxy) tokenError(w http.ResponseWriter, r *http.Request, e *entry, err error, info *reqInfo) {
+func (p *Proxy) tokenError(w http.ResponseWriter, r *http.Request, e *entry, err error, info *accesslog.Info) {
 	var re *tokencache.RetrieveError
 	switch {
 	case errors.As(err, &re):
-		info.result, info.errorCode = resultUpstreamError, truncate(re.ErrorCode, 64)
+		info.Result, info.Error = resultUpstreamError, truncate(re.ErrorCode, 64)
 		p.metrics.requests.WithLabelValues(resultUpstreamError).Inc()
 		h := w.Header()
 		if up := e.errHeader.Load(); up != nil {
@@ -306,16 +306,16 @@ func (p *Proxy) tokenError(w http.ResponseWriter, r *http.Request, e *entry, err
 		w.WriteHeader(re.StatusCode)
 		w.Write(re.Body)
 	case r.Context().Err() != nil:
-		info.result = resultCanceled
+		info.Result = resultCanceled
 		p.metrics.requests.WithLabelValues(resultCanceled).Inc()
 	default:
-		p.log.Warn("upstream token request failed", "err", err, "client_id", info.clientID)
+		p.log.Warn("upstream token request failed", "err", err, "client_id", info.ClientID)
 		p.unavailable(w, info)
 	}
 }
 
-func (p *Proxy) unavailable(w http.ResponseWriter, info *reqInfo) {
-	info.result, info.errorCode = resultUnavailable, "temporarily_unavailable"
+func (p *Proxy) unavailable(w http.ResponseWriter, info *accesslog.Info) {
+	info.Result, info.Error = resultUnavailable, "temporarily_unavailable"
 	p.metrics.requests.WithLabelValues(resultUnavailable).Inc()
 	w.Header().Set("Retry-After", "1")
 	writeOAuthError(w, &oauthError{status: http.StatusBadGateway, code: "temporarily_unavailable",
@@ -372,71 +372,6 @@ func (e *entry) answer(tok *tokencache.Token, now time.Time) []byte {
 	return append(b, '\n')
 }
 
-// logRequests logs one line per request: method, path, status, duration, remote address, client_id, result
-// and OAuth error code. Never a secret, a token or the Authorization header.
-func (p *Proxy) logRequests(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		info := &reqInfo{}
-		sw := &statusWriter{ResponseWriter: w}
-		ctx := context.WithValue(r.Context(), reqInfoKey{}, info)
-		next.ServeHTTP(sw, r.WithContext(ctx))
-		if !p.log.Enabled(ctx, slog.LevelInfo) {
-			return
-		}
-		attrs := []slog.Attr{
-			slog.String("method", r.Method),
-			slog.String("path", truncate(r.URL.Path, 200)),
-			slog.Int("status", sw.status),
-			slog.Duration("duration", time.Since(start)),
-			slog.String("remote", r.RemoteAddr),
-		}
-		if info.clientID != "" {
-			attrs = append(attrs, slog.String("client_id", info.clientID))
-		}
-		if info.result != "" {
-			attrs = append(attrs, slog.String("result", info.result))
-		}
-		if info.errorCode != "" {
-			attrs = append(attrs, slog.String("error", info.errorCode))
-		}
-		p.log.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
-	})
-}
-
-// reqInfo is what the handler learnt about a request, for the log line.
-type reqInfo struct{ clientID, result, errorCode string }
-
-type reqInfoKey struct{}
-
-func reqInfoFrom(ctx context.Context) *reqInfo {
-	if info, ok := ctx.Value(reqInfoKey{}).(*reqInfo); ok {
-		return info
-	}
-	return &reqInfo{}
-}
-
-// statusWriter records the status of a response.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // metrics are the proxy's Prometheus metrics, in a registry of its own.
 type metrics struct {

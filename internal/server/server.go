@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/accesslog"
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/issuer"
 	"github.com/gatehouse/gatehouse/internal/keyset"
@@ -44,7 +45,7 @@ func New(cfg Config) *Server {
 
 // Handler returns the root handler: every route, wrapped in request logging and panic recovery.
 func (s *Server) Handler() http.Handler {
-	return s.logRequests(s.routes())
+	return accesslog.Handler(s.Logger, s.routes())
 }
 
 func (s *Server) routes() *http.ServeMux {
@@ -187,14 +188,14 @@ func (s *Server) writeOAuthError(w http.ResponseWriter, r *http.Request, err err
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
 	var oe *issuer.Error
-	if info := reqInfoFrom(r.Context()); info != nil && errors.As(err, &oe) {
-		info.errorCode = oe.Code
+	if errors.As(err, &oe) {
+		accesslog.From(r.Context()).Error = oe.Code
 	}
 	if !errors.As(err, &oe) {
 		if errors.Is(err, context.Canceled) {
 			return // the caller went away
 		}
-		s.Logger.Error("token request failed", "err", err, "request_id", requestID(r))
+		s.Logger.Error("token request failed", "err", err, "request_id", accesslog.From(r.Context()).ID)
 		h.Set("Retry-After", "1")
 		writeJSON(w, http.StatusServiceUnavailable, oauthBody{Error: "temporarily_unavailable", Description: "the server cannot issue tokens right now; retry shortly"})
 		return

@@ -3,6 +3,7 @@ package server
 import (
 	"net/http"
 
+	"github.com/gatehouse/gatehouse/internal/accesslog"
 	"github.com/gatehouse/gatehouse/internal/issuer"
 	"github.com/gatehouse/gatehouse/internal/oauthreq"
 )
@@ -46,9 +47,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 
 	clientID, secret, basic, rerr := params.ClientCredentials(r)
-	if info := reqInfoFrom(r.Context()); info != nil {
-		info.clientID = truncate(clientID, 128)
-	}
+	accesslog.From(r.Context()).ClientID = clientID
 	if rerr != nil {
 		s.writeRequestError(w, r, rerr)
 		return
