@@ -372,7 +372,6 @@ func (e *entry) answer(tok *tokencache.Token, now time.Time) []byte {
 	return append(b, '\n')
 }
 
-
 // metrics are the proxy's Prometheus metrics, in a registry of its own.
 type metrics struct {
 	registry    *prometheus.Registry
