@@ -117,7 +117,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if m.IssuerURL == "" {
 		m.IssuerURL = m.URL + "/"
 	}
-	m.Issuer = issuer.New(m.Store, m.Keys, m.Hasher, issuer.Options{Issuer: m.IssuerURL, CacheTTL: m.CacheTTL, Logger: m.Logger})
+	m.Issuer = issuer.New(m.Store, m.Keys, m.Hasher, issuer.Options{Issuer: m.IssuerURL, CacheTTL: m.CacheTTL, Logger: m.Logger, Verifier: m.Keys})
 	srv := server.New(server.Config{Issuer: m.Issuer, Keys: m.Keys, Store: m.Store, IssuerURL: m.IssuerURL, Logger: m.Logger})
 	m.http = server.NewHTTPServer(m.Addr, srv.Handler(), m.Logger)
 	return nil

@@ -159,6 +159,20 @@ type SigningKey struct {
 // keep the invariants that need no store to check, such as a client having at least one secret when created. Errors wrap ErrNotFound or ErrConflict where those apply; any other error is
 // a failure of the backend.
 type Store interface {
+	APIStore
+	ClientStore
+	GrantStore
+	SigningKeyStore
+	SettingStore
+
+	// Ping reports whether the backend is reachable.
+	Ping(ctx context.Context) error
+	// Close releases the backend's resources.
+	Close() error
+}
+
+// APIStore keeps APIs.
+type APIStore interface {
 	// CreateAPI stores a new API. ErrConflict if its ID or Identifier is taken.
 	CreateAPI(ctx context.Context, api *API) error
 	// UpdateAPI replaces the stored API with the same ID (all fields but ID and CreatedAt).
@@ -172,7 +186,10 @@ type Store interface {
 	ListAPIs(ctx context.Context) ([]*API, error)
 	// DeleteAPI removes the API and every grant for it. ErrNotFound if there is none.
 	DeleteAPI(ctx context.Context, id string) error
+}
 
+// ClientStore keeps clients and their secrets.
+type ClientStore interface {
 	// CreateClient stores a new client with its secrets. ErrConflict if the ID or a secret ID is taken.
 	CreateClient(ctx context.Context, c *Client) error
 	// UpdateClient replaces Name, Description, Disabled and UpdatedAt of the client with the same ID; secrets are
@@ -193,7 +210,10 @@ type Store interface {
 	// DeleteClientSecret removes one secret. ErrNotFound if the client has no secret with that ID; ErrConflict if
 	// it is the client's last secret (a client always keeps one).
 	DeleteClientSecret(ctx context.Context, clientID, secretID string) error
+}
 
+// GrantStore keeps grants.
+type GrantStore interface {
 	// PutGrant creates the grant for (ClientID, APIID), or replaces its Scopes and UpdatedAt if one exists (keeping
 	// the stored ID and CreatedAt, which are written back into g). ErrNotFound if the client or API does not exist;
 	// ErrConflict if a new grant's ID is taken by another grant.
@@ -202,7 +222,10 @@ type Store interface {
 	ListGrants(ctx context.Context, clientID string) ([]*Grant, error)
 	// DeleteGrant removes the grant for (clientID, apiID). ErrNotFound if there is none.
 	DeleteGrant(ctx context.Context, clientID, apiID string) error
+}
 
+// SigningKeyStore keeps signing keys.
+type SigningKeyStore interface {
 	// CreateSigningKey stores a new key. ErrConflict if the ID is taken, or if k.State is KeyCurrent and the
 	// algorithm already has a current key: of several instances racing to create the first key, one wins.
 	CreateSigningKey(ctx context.Context, k *SigningKey) error
@@ -214,14 +237,12 @@ type Store interface {
 	UpdateSigningKeyState(ctx context.Context, kid string, from, to KeyState, at time.Time) error
 	// DeleteSigningKey removes a key. ErrNotFound if there is none.
 	DeleteSigningKey(ctx context.Context, kid string) error
+}
 
+// SettingStore keeps named values.
+type SettingStore interface {
 	// FindSetting returns a named value, or ErrNotFound.
 	FindSetting(ctx context.Context, name string) ([]byte, error)
 	// CreateSetting stores a named value once. ErrConflict if the name is taken.
 	CreateSetting(ctx context.Context, name string, value []byte) error
-
-	// Ping reports whether the backend is reachable.
-	Ping(ctx context.Context) error
-	// Close releases the backend's resources.
-	Close() error
 }

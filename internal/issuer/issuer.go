@@ -25,6 +25,12 @@ import (
 	"github.com/gatehouse/gatehouse/internal/auth"
 )
 
+// TokenVerifier checks the signature of a token this server signed, with any published key, and returns its
+// payload.
+type TokenVerifier interface {
+	Verify(token string) ([]byte, error)
+}
+
 // Signer signs access-token claims (a JSON object) with the current key for alg and returns a compact JWS whose
 // header carries typ "at+jwt" and the key's kid.
 type Signer interface {
@@ -64,6 +70,8 @@ type Options struct {
 	Now      func() time.Time // default time.Now
 	CacheTTL time.Duration    // how long a client read from the store is reused; default 5s; negative disables
 	Logger   *slog.Logger
+	// Verifier checks tokens for Check; Check refuses every token without one.
+	Verifier TokenVerifier
 }
 
 // Issuer mints access tokens. It is safe for concurrent use.
@@ -75,6 +83,7 @@ type Issuer struct {
 	now    func() time.Time
 	ttl    time.Duration
 	log    *slog.Logger
+	verify TokenVerifier
 
 	mu      sync.RWMutex
 	clients map[string]cacheEntry
@@ -116,7 +125,7 @@ func New(store auth.Store, signer Signer, hasher *auth.SecretHasher, opts Option
 	}
 	return &Issuer{
 		store: store, signer: signer, hasher: hasher,
-		iss: opts.Issuer, now: opts.Now, ttl: opts.CacheTTL, log: opts.Logger,
+		iss: opts.Issuer, now: opts.Now, ttl: opts.CacheTTL, log: opts.Logger, verify: opts.Verifier,
 		clients: make(map[string]cacheEntry),
 		dummy:   hasher.Hash(auth.NewSecret()),
 	}
@@ -149,7 +158,14 @@ type Claims struct {
 	ID        string `json:"jti"`
 	ClientID  string `json:"client_id"`
 	Scope     string `json:"scope,omitempty"`
+	OrgID     string `json:"org_id,omitempty"`
 }
+
+// Scopes returns the token's scopes.
+func (c *Claims) Scopes() []string { return strings.Fields(c.Scope) }
+
+// HasScope reports whether the token carries scope.
+func (c *Claims) HasScope(scope string) bool { return slices.Contains(c.Scopes(), scope) }
 
 // maxScopes bounds how many scope tokens one request may carry.
 const maxScopes = 100

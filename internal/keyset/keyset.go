@@ -67,6 +67,13 @@ type snapshot struct {
 	algs    []auth.Algorithm           // the algorithms in current, in auth.Algorithms order
 	jwks    []byte                     // {"keys":[…]}: current, then next, then retired keys
 	etag    string
+	public  map[string]verifyKey // every published key, by kid
+}
+
+// verifyKey is a published key as Verify uses it.
+type verifyKey struct {
+	alg auth.Algorithm
+	key any // *rsa.PublicKey, *ecdsa.PublicKey or ed25519.PublicKey
 }
 
 // New returns a Keyset over store that seals private keys under encKey (32 bytes, used with AES-256-GCM). It holds
@@ -131,7 +138,7 @@ func (k *Keyset) build(stored []*auth.SigningKey) (*snapshot, error) {
 		jwk jose.JSONWebKey
 	}
 	keys := make([]published, 0, len(stored))
-	s := &snapshot{current: make(map[auth.Algorithm]*signer, len(auth.Algorithms))}
+	s := &snapshot{current: make(map[auth.Algorithm]*signer, len(auth.Algorithms)), public: make(map[string]verifyKey, len(stored))}
 	for _, sk := range stored {
 		if !sk.State.Valid() {
 			return nil, fmt.Errorf("signing key %q: unknown state %q", sk.ID, sk.State)
@@ -141,6 +148,7 @@ func (k *Keyset) build(stored []*auth.SigningKey) (*snapshot, error) {
 			return nil, err
 		}
 		keys = append(keys, published{sk, jwk})
+		s.public[sk.ID] = verifyKey{alg: sk.Alg, key: jwk.Key}
 		if sk.State != auth.KeyCurrent {
 			continue // only current keys sign; rotation makes a next key current with a store CAS, then Load
 		}
