@@ -246,3 +246,34 @@ type SettingStore interface {
 	// CreateSetting stores a named value once. ErrConflict if the name is taken.
 	CreateSetting(ctx context.Context, name string, value []byte) error
 }
+
+// ManagementAudience is the identifier of Gatehouse's built-in management API: tokens for it, with its scopes,
+// authorize the management API (/api/v1), introspection and revocation.
+const ManagementAudience = "urn:gatehouse:management"
+
+// Management scopes.
+const (
+	ScopeReadAPIs      = "read:apis"
+	ScopeWriteAPIs     = "write:apis"
+	ScopeReadClients   = "read:clients"
+	ScopeWriteClients  = "write:clients"
+	ScopeReadGrants    = "read:grants"
+	ScopeWriteGrants   = "write:grants"
+	ScopeReadOrgs      = "read:orgs"
+	ScopeWriteOrgs     = "write:orgs"
+	ScopeReadAPIKeys   = "read:apikeys"
+	ScopeWriteAPIKeys  = "write:apikeys"
+	ScopeVerifyAPIKeys = "verify:apikeys"
+	ScopeReadKeys      = "read:keys"
+	ScopeWriteKeys     = "write:keys"
+	ScopeReadAudit     = "read:audit"
+	ScopeIntrospect    = "introspect:tokens" // RFC 7662 introspection of any token
+	ScopeRevokeTokens  = "revoke:tokens"     // RFC 7009 revocation of any token, and of every token of a subject
+)
+
+// ManagementScopes lists the management API's scopes in a stable order.
+var ManagementScopes = []string{
+	ScopeReadAPIs, ScopeWriteAPIs, ScopeReadClients, ScopeWriteClients, ScopeReadGrants, ScopeWriteGrants,
+	ScopeReadOrgs, ScopeWriteOrgs, ScopeReadAPIKeys, ScopeWriteAPIKeys, ScopeVerifyAPIKeys, ScopeReadKeys,
+	ScopeWriteKeys, ScopeReadAudit, ScopeIntrospect, ScopeRevokeTokens,
+}
