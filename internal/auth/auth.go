@@ -175,6 +175,7 @@ type Store interface {
 	SigningKeyStore
 	SettingStore
 	OrgStore
+	APIKeyStore
 	AuditStore
 
 	// Ping reports whether the backend is reachable.

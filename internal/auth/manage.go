@@ -110,3 +110,82 @@ type AuditStore interface {
 	// PruneAuditEvents removes events older than before and returns how many it removed.
 	PruneAuditEvents(ctx context.Context, before time.Time) (int64, error)
 }
+
+// Rate limit bounds.
+const (
+	MaxRateLimitCount = 1_000_000
+	MinRateLimitPer   = time.Second
+	MaxRateLimitPer   = 24 * time.Hour
+)
+
+// Validate checks a rate limit: none, or 1–MaxRateLimitCount per 1s–24h in whole seconds.
+func (r RateLimit) Validate(field string) error {
+	if r.Count == 0 && r.Per == 0 {
+		return nil
+	}
+	if r.Count < 1 || r.Count > MaxRateLimitCount {
+		return invalid(field+".count", "must be from 1 to %d", MaxRateLimitCount)
+	}
+	if r.Per < MinRateLimitPer || r.Per > MaxRateLimitPer || r.Per%time.Second != 0 {
+		return invalid(field+".per", "must be a whole number of seconds from 1 to 86400")
+	}
+	return nil
+}
+
+// Normalize validates an organization.
+func (o *Org) Normalize() error {
+	if err := ValidateName("name", o.Name); err != nil {
+		return err
+	}
+	if err := ValidateDescription("description", o.Description); err != nil {
+		return err
+	}
+	if o.APIKeyPrefix != "" {
+		if err := ValidateKeyPrefix("api_key_prefix", o.APIKeyPrefix); err != nil {
+			return err
+		}
+	}
+	if len(o.AllowedGrants) > MaxScopes {
+		return invalid("allowed_grants", "has more than %d entries", MaxScopes)
+	}
+	seen := make(map[string]bool, len(o.AllowedGrants))
+	for i, g := range o.AllowedGrants {
+		if seen[g.APIID] {
+			return invalid(sprintf("allowed_grants[%d]", i), "names an API twice")
+		}
+		seen[g.APIID] = true
+	}
+	return nil
+}
+
+// API key prefix bounds.
+const (
+	MinKeyPrefixLen = 2
+	MaxKeyPrefixLen = 12
+)
+
+// ValidKeyPrefix reports whether s is an API key prefix: MinKeyPrefixLen to MaxKeyPrefixLen lowercase letters and
+// digits, starting with a letter (so it never holds the "_" that ends it, and secret scanners can match it).
+func ValidKeyPrefix(s string) bool {
+	if len(s) < MinKeyPrefixLen || len(s) > MaxKeyPrefixLen || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidateKeyPrefix checks an API key prefix (ValidKeyPrefix).
+func ValidateKeyPrefix(field, s string) error {
+	if s == "" {
+		return invalid(field, "is required")
+	}
+	if !ValidKeyPrefix(s) {
+		return invalid(field, "%q: use %d to %d lowercase letters and digits, starting with a letter (e.g. gate)",
+			s, MinKeyPrefixLen, MaxKeyPrefixLen)
+	}
+	return nil
+}
