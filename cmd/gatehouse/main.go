@@ -57,7 +57,8 @@ Start a local server with a demo API and client:   gatehouse dev
 Run it for real:                                   gatehouse serve --config gatehouse.yaml
 Get a token from any token endpoint:               gatehouse token --url … --client-id … --client-secret …
 Cache tokens of any token endpoint, for any language: gatehouse proxy --upstream https://TENANT.auth0.com/oauth/token
-Check tokens for nginx, Traefik, Caddy or Envoy:   gatehouse authorize --rules rules.yaml --issuer URL`,
+Check tokens for nginx, Traefik, Caddy or Envoy:   gatehouse authorize --rules rules.yaml --issuer URL
+Administer a running server:                       gatehouse api|client|grant|org|signing-key|audit <verb>, gatehouse apply -f FILE`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -66,6 +67,7 @@ Check tokens for nginx, Traefik, Caddy or Envoy:   gatehouse authorize --rules r
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newServeCmd(stdout, stderr), newDevCmd(stdout, stderr), newTokenCmd(stdout, stderr), newBenchCmd(stdout, stderr),
 		newProxyCmd(stdout, stderr), newAuthorizeCmd(stdout, stderr))
+	root.AddCommand(append(newAdminCmds(stdout, stderr), newApplyCmd(stdout, stderr))...)
 	return root
 }
 

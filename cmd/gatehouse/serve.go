@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -16,10 +17,12 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/issuer"
 	"github.com/gatehouse/gatehouse/internal/keyset"
+	"github.com/gatehouse/gatehouse/internal/limit"
 	"github.com/gatehouse/gatehouse/internal/rootkey"
 	"github.com/gatehouse/gatehouse/internal/server"
 	"github.com/gatehouse/gatehouse/internal/sqlstore"
@@ -38,6 +41,12 @@ type Main struct {
 	Stderr     io.Writer // where generated secrets are printed once
 	LookupEnv  func(string) (string, bool)
 	extra      *config.File // applied after ConfigFile (gatehouse dev's demo resources)
+
+	// Issuance limits and the audit log. The limits are kept in process: one instance.
+	AuditRetention time.Duration         // how long audit events are kept: 0 for 90 days, negative for ever
+	AuthThrottle   limit.ThrottleOptions // limits on failed client authentication; zero for the defaults
+	TrustedProxies []netip.Prefix        // reverse proxies whose X-Forwarded-For is believed
+	Audit          *audit.Recorder       // set by Open; Serve runs it
 
 	Store    auth.Store
 	Keys     *keyset.Keyset
@@ -83,6 +92,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		return err
 	}
 	m.Hasher = auth.NewSecretHasher(m.RootKey.Derive("client secret hashing"))
+	if err = config.EnsureManagementAPI(ctx, m.Store, time.Now()); err != nil {
+		return err
+	}
 	for _, f := range []*config.File{file, m.extra} {
 		if f == nil {
 			continue
@@ -117,8 +129,11 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if m.IssuerURL == "" {
 		m.IssuerURL = m.URL + "/"
 	}
-	m.Issuer = issuer.New(m.Store, m.Keys, m.Hasher, issuer.Options{Issuer: m.IssuerURL, CacheTTL: m.CacheTTL, Logger: m.Logger, Verifier: m.Keys})
-	srv := server.New(server.Config{Issuer: m.Issuer, Keys: m.Keys, Store: m.Store, IssuerURL: m.IssuerURL, Logger: m.Logger})
+	m.Audit = audit.New(m.Store, audit.Options{Retention: m.AuditRetention, Logger: m.Logger})
+	m.Issuer = issuer.New(m.Store, m.Keys, m.Hasher, issuer.Options{Issuer: m.IssuerURL, CacheTTL: m.CacheTTL, Logger: m.Logger, Verifier: m.Keys,
+		Limiter: limit.NewMemory(0), Throttle: limit.NewThrottle(limit.NewMemory(0), m.AuthThrottle), Audit: m.Audit})
+	srv := server.New(server.Config{Issuer: m.Issuer, Keys: m.Keys, Store: m.Store, IssuerURL: m.IssuerURL, Logger: m.Logger,
+		Hasher: m.Hasher, Audit: m.Audit, TrustedProxies: m.TrustedProxies})
 	m.http = server.NewHTTPServer(m.Addr, srv.Handler(), m.Logger)
 	return nil
 }
@@ -160,7 +175,7 @@ func (m *Main) report(res *config.Result) {
 // finish (up to 15 s) before it returns.
 func (m *Main) Serve(ctx context.Context) error {
 	m.Logger.Info("gatehouse serving", "addr", m.listener.Addr().String(), "issuer", m.IssuerURL)
-	return serveHTTP(ctx, m.http, m.listener, m.Keys.Run)
+	return serveHTTP(ctx, m.http, m.listener, m.Keys.Run, m.Audit.Run)
 }
 
 // shutdownTimeout bounds how long a stopping server waits for requests in flight.
@@ -216,6 +231,11 @@ type serveFlags struct {
 	addr, db, issuer, config, rootKeyFile string
 	logFormat, logLevel                   string
 	jwksMaxAge, cacheTTL                  time.Duration
+
+	// Issuance limits and the audit log.
+	auditRetention                                time.Duration
+	authFailuresPerClient, authFailuresPerAddress int
+	trustedProxies                                []string
 }
 
 func (f *serveFlags) register(cmd *cobra.Command, defaultDB string) {
@@ -229,6 +249,15 @@ func (f *serveFlags) register(cmd *cobra.Command, defaultDB string) {
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fl.DurationVar(&f.jwksMaxAge, "jwks-max-age", 5*time.Minute, "Cache-Control max-age of the JWKS")
 	fl.DurationVar(&f.cacheTTL, "client-cache-ttl", 5*time.Second, "how long a client read from the database is reused")
+
+	// Issuance limits and the audit log.
+	fl.DurationVar(&f.auditRetention, "audit-retention", audit.DefaultRetention, "how long audit events are kept (0: for ever)")
+	fl.IntVar(&f.authFailuresPerClient, "auth-failures-per-client", limit.DefaultPerClient.Count,
+		"failed client authentications a minute per client_id and source address before 429 (0: no limit)")
+	fl.IntVar(&f.authFailuresPerAddress, "auth-failures-per-address", limit.DefaultPerSource.Count,
+		"failed client authentications a minute per source address, whatever the client_id, before 429 (0: no limit)")
+	fl.StringSliceVar(&f.trustedProxies, "trusted-proxies", nil,
+		"networks (CIDR) of reverse proxies whose X-Forwarded-For gives the caller's address")
 }
 
 func (f *serveFlags) logger(w io.Writer) (*slog.Logger, error) {
@@ -275,6 +304,9 @@ func (f *serveFlags) main(cmd *cobra.Command, stderr io.Writer) (*Main, error) {
 	}
 	m := &Main{Addr: f.addr, DB: f.db, IssuerURL: f.issuer, ConfigFile: f.config, JWKSMaxAge: f.jwksMaxAge,
 		CacheTTL: f.cacheTTL, Logger: log, Stderr: stderr}
+	if err := f.limits(m); err != nil {
+		return nil, err
+	}
 	switch {
 	case f.rootKeyFile != "":
 		if m.RootKey, err = rootkey.ReadFile(f.rootKeyFile); err != nil {
@@ -286,6 +318,36 @@ func (f *serveFlags) main(cmd *cobra.Command, stderr io.Writer) (*Main, error) {
 		}
 	}
 	return m, nil
+}
+
+// limits sets m's issuance limits and audit retention from the flags.
+func (f *serveFlags) limits(m *Main) error {
+	if f.auditRetention < 0 || f.authFailuresPerClient < 0 || f.authFailuresPerAddress < 0 {
+		return usageError{errors.New("--audit-retention and --auth-failures-* must not be negative")}
+	}
+	m.AuditRetention = f.auditRetention
+	if m.AuditRetention == 0 {
+		m.AuditRetention = -1 // for ever
+	}
+	perMinute := func(n int) limit.Rate {
+		if n == 0 {
+			return limit.Rate{Count: -1} // no limit
+		}
+		return limit.Rate{Count: n, Per: time.Minute}
+	}
+	m.AuthThrottle = limit.ThrottleOptions{PerClient: perMinute(f.authFailuresPerClient), PerSource: perMinute(f.authFailuresPerAddress)}
+	for _, s := range f.trustedProxies {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			if ip, ierr := netip.ParseAddr(strings.TrimSpace(s)); ierr == nil {
+				p = netip.PrefixFrom(ip, ip.BitLen())
+			} else {
+				return usageError{fmt.Errorf("--trusted-proxies %q: use CIDRs such as 10.0.0.0/8 or single addresses", s)}
+			}
+		}
+		m.TrustedProxies = append(m.TrustedProxies, p.Masked())
+	}
+	return nil
 }
 
 func newServeCmd(stdout, stderr io.Writer) *cobra.Command {

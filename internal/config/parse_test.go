@@ -236,8 +236,8 @@ func TestParseErrors(t *testing.T) {
 		// Shape: unknown fields, wrong kinds, repeated keys.
 		{"top level is a list", "- apis\n", nil,
 			"gatehouse.yaml:1: the file must be a map with apis and clients, not a list"},
-		{"unknown top-level field", "apis: []\norganizations: []\n", nil,
-			"gatehouse.yaml:2: organizations: unknown field (expected apis or clients)"},
+		{"unknown top-level field", "apis: []\napi_keys: []\n", nil,
+			"gatehouse.yaml:2: api_keys: unknown field (expected apis, organizations or clients)"},
 		{"misspelt top-level field", "api: []\n", nil,
 			"gatehouse.yaml:1: api: unknown field (did you mean apis?)"},
 		{"unknown api field", "apis:\n  - identifier: urn:x\n    name: X\n    scope: [read]\n", nil,

@@ -9,11 +9,13 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/accesslog"
+	"github.com/gatehouse/gatehouse/internal/apikey"
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/issuer"
 	"github.com/gatehouse/gatehouse/internal/keyset"
@@ -27,6 +29,19 @@ type Config struct {
 	// IssuerURL is the iss of every token and the base of every advertised endpoint, e.g. "http://127.0.0.1:8080/".
 	IssuerURL string
 	Logger    *slog.Logger
+	// Hasher hashes the client secrets the management API makes.
+	Hasher *auth.SecretHasher
+	// Audit records management changes; nil records nothing.
+	Audit Auditor
+	// APIKeys checks API keys; the management API invalidates it in the same step as every key change.
+	APIKeys *apikey.Checker
+	// APIKeyPrefix is the prefix of new API keys of organizations that have not chosen one: apikey.DefaultPrefix
+	// when empty.
+	APIKeyPrefix string
+	// TrustedProxies are the networks of reverse proxies whose X-Forwarded-For is believed: the token endpoint
+	// takes the caller's address (for throttling and the audit log) from the rightmost X-Forwarded-For entry
+	// outside them. Empty (the default): the peer address, X-Forwarded-For ignored.
+	TrustedProxies []netip.Prefix
 }
 
 // Server serves Gatehouse's HTTP API.
@@ -57,6 +72,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc("GET /.well-known/openid-configuration", s.handleDiscovery)
 	mux.HandleFunc("GET /healthz", s.handleHealth)
 	mux.HandleFunc("GET /readyz", s.handleReady)
+	s.registerManage(mux)
 	mux.HandleFunc("/", s.handleNotFound)
 	return mux
 }
@@ -206,6 +222,10 @@ func (s *Server) writeOAuthError(w http.ResponseWriter, r *http.Request, err err
 		if basicChallenge {
 			h.Set("WWW-Authenticate", `Basic realm="gatehouse", charset="UTF-8"`)
 		}
+	}
+	if oe.Code == issuer.CodeTooManyRequests { // as Auth0 answers: 429, too_many_requests, Retry-After in seconds
+		status = http.StatusTooManyRequests
+		h.Set("Retry-After", strconv.FormatInt(max(1, int64(oe.RetryAfter/time.Second)), 10))
 	}
 	writeJSON(w, status, oauthBody{Error: oe.Code, Description: oe.Description})
 }

@@ -1,7 +1,10 @@
 package server
 
 import (
+	"net"
 	"net/http"
+	"net/netip"
+	"strings"
 
 	"github.com/gatehouse/gatehouse/internal/accesslog"
 	"github.com/gatehouse/gatehouse/internal/issuer"
@@ -59,6 +62,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 	tok, err := s.Issuer.ClientCredentials(r.Context(), issuer.Request{
 		ClientID: clientID, ClientSecret: secret, Audience: audience, Scope: params["scope"],
+		Address: s.clientAddr(r), RequestID: accesslog.From(r.Context()).ID,
 	})
 	if err != nil {
 		s.writeOAuthError(w, r, err, basic)
@@ -81,4 +85,46 @@ func (s *Server) writeRequestError(w http.ResponseWriter, r *http.Request, e *oa
 	default:
 		s.writeOAuthError(w, r, &issuer.Error{Code: e.Code, Description: e.Description}, true)
 	}
+}
+
+// clientAddr returns the caller's IP address: the peer's, or, when the peer is one of TrustedProxies, the
+// rightmost X-Forwarded-For entry that is not (entries left of it are the caller's to forge). An entry that is
+// not an IP stops the walk at the last trusted hop.
+func (s *Server) clientAddr(r *http.Request) string {
+	host := r.RemoteAddr
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if len(s.TrustedProxies) == 0 {
+		return host
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !s.trustedProxy(ip) {
+		return host
+	}
+	hops := r.Header.Values("X-Forwarded-For")
+	for i := len(hops) - 1; i >= 0; i-- {
+		list := strings.Split(hops[i], ",")
+		for j := len(list) - 1; j >= 0; j-- {
+			hop, err := netip.ParseAddr(strings.TrimSpace(list[j]))
+			if err != nil {
+				return host
+			}
+			if !s.trustedProxy(hop) {
+				return hop.Unmap().String()
+			}
+			host = hop.String()
+		}
+	}
+	return host
+}
+
+func (s *Server) trustedProxy(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	for _, p := range s.TrustedProxies {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
