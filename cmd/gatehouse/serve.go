@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/gatehouse/gatehouse/internal/apikey"
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/config"
@@ -47,6 +48,8 @@ type Main struct {
 	AuthThrottle   limit.ThrottleOptions // limits on failed client authentication; zero for the defaults
 	TrustedProxies []netip.Prefix        // reverse proxies whose X-Forwarded-For is believed
 	Audit          *audit.Recorder       // set by Open; Serve runs it
+	APIKeyPrefix   string                // prefix of new API keys for organizations without their own; "" for apikey.DefaultPrefix
+	APIKeys        *apikey.Checker       // set by Open; Serve runs it (last-used times, pruning)
 
 	Store    auth.Store
 	Keys     *keyset.Keyset
@@ -129,11 +132,14 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if m.IssuerURL == "" {
 		m.IssuerURL = m.URL + "/"
 	}
+	m.APIKeys = apikey.NewChecker(m.Store, auth.NewSecretHasher(m.RootKey.Derive("api key hashing")),
+		apikey.CheckerOptions{CacheTTL: m.CacheTTL, Logger: m.Logger})
 	m.Audit = audit.New(m.Store, audit.Options{Retention: m.AuditRetention, Logger: m.Logger})
 	m.Issuer = issuer.New(m.Store, m.Keys, m.Hasher, issuer.Options{Issuer: m.IssuerURL, CacheTTL: m.CacheTTL, Logger: m.Logger, Verifier: m.Keys,
-		Limiter: limit.NewMemory(0), Throttle: limit.NewThrottle(limit.NewMemory(0), m.AuthThrottle), Audit: m.Audit})
+		Limiter: limit.NewMemory(0), Throttle: limit.NewThrottle(limit.NewMemory(0), m.AuthThrottle), Audit: m.Audit,
+		APIKeys: m.APIKeys})
 	srv := server.New(server.Config{Issuer: m.Issuer, Keys: m.Keys, Store: m.Store, IssuerURL: m.IssuerURL, Logger: m.Logger,
-		Hasher: m.Hasher, Audit: m.Audit, TrustedProxies: m.TrustedProxies})
+		Hasher: m.Hasher, Audit: m.Audit, TrustedProxies: m.TrustedProxies, APIKeys: m.APIKeys, APIKeyPrefix: m.APIKeyPrefix})
 	m.http = server.NewHTTPServer(m.Addr, srv.Handler(), m.Logger)
 	return nil
 }
@@ -175,7 +181,7 @@ func (m *Main) report(res *config.Result) {
 // finish (up to 15 s) before it returns.
 func (m *Main) Serve(ctx context.Context) error {
 	m.Logger.Info("gatehouse serving", "addr", m.listener.Addr().String(), "issuer", m.IssuerURL)
-	return serveHTTP(ctx, m.http, m.listener, m.Keys.Run, m.Audit.Run)
+	return serveHTTP(ctx, m.http, m.listener, m.Keys.Run, m.Audit.Run, m.APIKeys.Run)
 }
 
 // shutdownTimeout bounds how long a stopping server waits for requests in flight.
@@ -236,6 +242,7 @@ type serveFlags struct {
 	auditRetention                                time.Duration
 	authFailuresPerClient, authFailuresPerAddress int
 	trustedProxies                                []string
+	apiKeyPrefix                                  string
 }
 
 func (f *serveFlags) register(cmd *cobra.Command, defaultDB string) {
@@ -256,6 +263,8 @@ func (f *serveFlags) register(cmd *cobra.Command, defaultDB string) {
 		"failed client authentications a minute per client_id and source address before 429 (0: no limit)")
 	fl.IntVar(&f.authFailuresPerAddress, "auth-failures-per-address", limit.DefaultPerSource.Count,
 		"failed client authentications a minute per source address, whatever the client_id, before 429 (0: no limit)")
+	fl.StringVar(&f.apiKeyPrefix, "api-key-prefix", apikey.DefaultPrefix,
+		"prefix of new API keys for organizations that have not chosen one (2-12 lowercase letters and digits)")
 	fl.StringSliceVar(&f.trustedProxies, "trusted-proxies", nil,
 		"networks (CIDR) of reverse proxies whose X-Forwarded-For gives the caller's address")
 }
@@ -307,6 +316,10 @@ func (f *serveFlags) main(cmd *cobra.Command, stderr io.Writer) (*Main, error) {
 	if err := f.limits(m); err != nil {
 		return nil, err
 	}
+	if err := apikey.ValidatePrefix("--api-key-prefix", f.apiKeyPrefix); err != nil {
+		return nil, usageError{err}
+	}
+	m.APIKeyPrefix = f.apiKeyPrefix
 	switch {
 	case f.rootKeyFile != "":
 		if m.RootKey, err = rootkey.ReadFile(f.rootKeyFile); err != nil {

@@ -31,6 +31,9 @@ const (
 	ActionAuthFailure = "auth.failure"
 	// ActionRateLimited: a token request was refused with 429. Details: "limit", and "rate" for a client's limit.
 	ActionRateLimited = "token.rate_limited"
+	// ActionAPIKeyFailure: an API key presented for exchange was refused. Details: "reason" (malformed,
+	// not_found, expired, disabled); never the key.
+	ActionAPIKeyFailure = "apikey.failure"
 	// ActionDropped: security events were dropped because the buffer was full. Details: "count".
 	ActionDropped = "audit.dropped"
 )

@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/gatehouse/gatehouse/internal/apikey"
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/limit"
 )
@@ -87,6 +88,8 @@ type Options struct {
 	Throttle *limit.Throttle
 	// Audit, when set, receives a security event for every failed client authentication and every refusal.
 	Audit SecurityLog
+	// APIKeys checks the API keys of token exchange; nil disables the grant.
+	APIKeys *apikey.Checker
 }
 
 // Issuer mints access tokens. It is safe for concurrent use.
@@ -103,6 +106,7 @@ type Issuer struct {
 	limiter  limit.Limiter
 	throttle *limit.Throttle
 	audit    SecurityLog
+	keys     *apikey.Checker
 
 	mu      sync.RWMutex
 	clients map[string]cacheEntry
@@ -145,7 +149,7 @@ func New(store auth.Store, signer Signer, hasher *auth.SecretHasher, opts Option
 	return &Issuer{
 		store: store, signer: signer, hasher: hasher,
 		iss: opts.Issuer, now: opts.Now, ttl: opts.CacheTTL, log: opts.Logger, verify: opts.Verifier,
-		limiter: opts.Limiter, throttle: opts.Throttle, audit: opts.Audit,
+		limiter: opts.Limiter, throttle: opts.Throttle, audit: opts.Audit, keys: opts.APIKeys,
 		clients: make(map[string]cacheEntry),
 		dummy:   hasher.Hash(auth.NewSecret()),
 	}

@@ -183,6 +183,7 @@ func (s *Server) updateAPI(w http.ResponseWriter, r *http.Request, c *caller) er
 		return err
 	}
 	s.Issuer.InvalidateAll()
+	s.APIKeys.InvalidateAll()
 	s.audit(r, c, "api.update", "api/"+a.ID, "", changed)
 	writeResource(w, http.StatusOK, a.Version, viewAPI(a))
 	return nil
@@ -203,6 +204,7 @@ func (s *Server) deleteAPI(w http.ResponseWriter, r *http.Request, c *caller) er
 		return err
 	}
 	s.Issuer.InvalidateAll()
+	s.APIKeys.InvalidateAll()
 	s.audit(r, c, "api.delete", "api/"+a.ID, "", map[string]any{"identifier": a.Identifier})
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -60,7 +61,38 @@ func New(cfg Config) *Server {
 
 // Handler returns the root handler: every route, wrapped in request logging and panic recovery.
 func (s *Server) Handler() http.Handler {
-	return accesslog.Handler(s.Logger, s.routes())
+	return accesslog.Handler(s.Logger, refuseKeysInURL(s.routes()))
+}
+
+// refuseKeysInURL refuses any request whose query string carries an API key (one that passes the format's
+// checksum), with a message saying where to send it instead: URLs end up in access logs, proxies' logs and browser
+// histories. The key is not looked up, and the refusal does not repeat it.
+func refuseKeysInURL(next http.Handler) http.Handler {
+	const msg = "an API key must not be sent in a URL, where logs and proxies keep it: send it in the Authorization header or the request body"
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.RawQuery == "" || !keyInQuery(r.URL.Query()) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.URL.Path == "/oauth/token" || r.URL.Path == "/oauth2/token" {
+			w.Header().Set("Cache-Control", "no-store")
+			writeJSON(w, http.StatusBadRequest, oauthBody{Error: "invalid_request", Description: msg})
+			return
+		}
+		writeProblem(w, http.StatusBadRequest, "Bad Request", msg)
+	})
+}
+
+// keyInQuery reports whether any query value is a well-formed API key.
+func keyInQuery(q url.Values) bool {
+	for _, vs := range q {
+		for _, v := range vs {
+			if _, err := apikey.Parse(v); err == nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (s *Server) routes() *http.ServeMux {
@@ -128,7 +160,7 @@ func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		Issuer:                   s.IssuerURL,
 		TokenEndpoint:            s.base + "/oauth/token",
 		JWKSURI:                  s.base + "/.well-known/jwks.json",
-		GrantTypesSupported:      []string{"client_credentials"},
+		GrantTypesSupported:      []string{"client_credentials", issuer.GrantTokenExchange},
 		ResponseTypesSupported:   []string{}, // no authorization endpoint: machine-to-machine only
 		TokenEndpointAuthMethods: []string{"client_secret_basic", "client_secret_post"},
 		SigningAlgValues:         names,
