@@ -75,7 +75,7 @@ func (a *adminFlags) wantJSON() (bool, error) {
 // newAdminCmds returns the nouns of the admin commands.
 func newAdminCmds(stdout, stderr io.Writer) []*cobra.Command {
 	a := &adminFlags{stdout: stdout, stderr: stderr}
-	nouns := []*cobra.Command{newAPICmd(a), newClientCmd(a), newGrantCmd(a), newOrgCmd(a), newSigningKeyCmd(a), newAuditCmd(a)}
+	nouns := []*cobra.Command{newAPICmd(a), newClientCmd(a), newGrantCmd(a), newOrgCmd(a), newAPIKeyCmd(a), newSigningKeyCmd(a), newAuditCmd(a)}
 	for _, n := range nouns {
 		a.register(n.PersistentFlags(), true)
 	}

@@ -58,7 +58,7 @@ Run it for real:                                   gatehouse serve --config gate
 Get a token from any token endpoint:               gatehouse token --url … --client-id … --client-secret …
 Cache tokens of any token endpoint, for any language: gatehouse proxy --upstream https://TENANT.auth0.com/oauth/token
 Check tokens for nginx, Traefik, Caddy or Envoy:   gatehouse authorize --rules rules.yaml --issuer URL
-Administer a running server:                       gatehouse api|client|grant|org|signing-key|audit <verb>, gatehouse apply -f FILE`,
+Administer a running server:                       gatehouse api|client|grant|org|apikey|signing-key|audit <verb>, gatehouse apply -f FILE`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

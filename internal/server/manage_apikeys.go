@@ -288,7 +288,7 @@ func (s *Server) createAPIKey(w http.ResponseWriter, r *http.Request, c *caller)
 	if err := decode(w, r, &in); err != nil {
 		return err
 	}
-	now := time.Now().UTC()
+	now := changeTime()
 	k := &auth.APIKey{ID: auth.NewID("key"), Version: 1, CreatedAt: now, UpdatedAt: now, Grants: []auth.KeyGrant{}}
 	if in.OrgID != nil {
 		k.OrgID = *in.OrgID
@@ -355,7 +355,7 @@ func (s *Server) updateAPIKey(w http.ResponseWriter, r *http.Request, c *caller)
 	if err != nil {
 		return err
 	}
-	k.UpdatedAt = time.Now().UTC()
+	k.UpdatedAt = changeTime()
 	err = s.Store.UpdateAPIKey(r.Context(), k)
 	s.APIKeys.Invalidate(k.ID) // in the same step as the change, whatever its outcome
 	switch {
@@ -400,7 +400,7 @@ func (s *Server) rotateAPIKey(w http.ResponseWriter, r *http.Request, c *caller)
 	if err != nil {
 		return err
 	}
-	now := time.Now().UTC()
+	now := changeTime()
 	var oldExpire time.Time
 	if grace > 0 {
 		oldExpire = now.Add(grace)
@@ -474,8 +474,22 @@ func (s *Server) verifyAPIKey(w http.ResponseWriter, r *http.Request, c *caller)
 		return fieldErr("scopes", "has more than %d entries", auth.MaxScopes)
 	}
 	ch, err := s.APIKeys.Check(r.Context(), in.Key)
-	if err == nil && !c.sees(ch.Key.OrgID) {
-		err = fmt.Errorf("%w: %w", apikey.ErrRefused, apikey.ErrUnknown)
+	unknown := fmt.Errorf("%w: %w", apikey.ErrRefused, apikey.ErrUnknown)
+	switch {
+	case err == nil && !c.sees(ch.Key.OrgID):
+		err = unknown
+	case !c.global() && (errors.Is(err, apikey.ErrExpired) || errors.Is(err, apikey.ErrDisabled)):
+		// Check refuses these without the key's record: expired or disabled may be said only of a key the
+		// caller may see.
+		k, _, ferr := s.Store.FindAPIKeyByHash(r.Context(), s.APIKeys.Hash(in.Key))
+		switch {
+		case errors.Is(ferr, auth.ErrNotFound):
+			err = unknown
+		case ferr != nil:
+			return ferr
+		case !c.sees(k.OrgID):
+			err = unknown
+		}
 	}
 	if errors.Is(err, apikey.ErrRefused) {
 		writeJSON(w, http.StatusOK, verifyKeyResult{Code: apikey.Code(err)})

@@ -283,6 +283,16 @@ func TestOpenAPISchemas(t *testing.T) {
 		{"OrgCreate", reflect.TypeFor[orgInput](), true},
 		{"OrgUpdate", reflect.TypeFor[orgInput](), true},
 		{"OrgList", reflect.TypeFor[list[orgView]](), false},
+		{"APIKey", reflect.TypeFor[apiKeyView](), false},
+		{"APIKeyGrant", reflect.TypeFor[keyGrantView](), false},
+		{"APIKeyCreated", reflect.TypeFor[createdAPIKey](), false},
+		{"APIKeyInput", reflect.TypeFor[apiKeyInput](), true},
+		{"APIKeyCreate", reflect.TypeFor[apiKeyInput](), true},
+		{"APIKeyUpdate", reflect.TypeFor[apiKeyInput](), true},
+		{"APIKeyList", reflect.TypeFor[list[apiKeyView]](), false},
+		{"APIKeyRotateInput", reflect.TypeFor[rotateInput](), true},
+		{"APIKeyVerifyInput", reflect.TypeFor[verifyKeyInput](), true},
+		{"APIKeyVerifyResult", reflect.TypeFor[verifyKeyResult](), false},
 		{"SigningKey", reflect.TypeFor[signingKeyView](), false},
 		{"SigningKeyList", reflect.TypeFor[list[signingKeyView]](), false},
 		{"AuditEvent", reflect.TypeFor[auditView](), false},
@@ -474,6 +484,8 @@ func jsonTypes(typ reflect.Type) []string {
 		return []string{"object"}
 	case reflect.TypeFor[rateLimitInput]():
 		return []string{"object", "null"} // its UnmarshalJSON: an object, or null for none
+	case reflect.TypeFor[optionalTime]():
+		return []string{"date-time", "null"} // its UnmarshalJSON: a time, or null for none
 	}
 	switch typ.Kind() {
 	case reflect.Pointer:
