@@ -156,3 +156,84 @@ func ExampleBearerToken() {
 	// eyJhbGciOiJFUzI1NiJ9.e30.c2ln <nil>
 	// true
 }
+
+// exampleGatehouse stands in for a Gatehouse server in the API key example: its token endpoint, and its key check
+// knowing one key.
+func startExampleGatehouse(key string) *httptest.Server {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /oauth/token", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"access_token":"management-token","token_type":"Bearer","expires_in":3600}`)
+	})
+	mux.HandleFunc("POST /api/v1/apikeys/verify", func(w http.ResponseWriter, r *http.Request) {
+		var in struct{ Key string }
+		json.NewDecoder(r.Body).Decode(&in)
+		w.Header().Set("Content-Type", "application/json")
+		if r.Header.Get("Authorization") != "Bearer management-token" || in.Key != key {
+			io.WriteString(w, `{"valid":false,"code":"not_found"}`)
+			return
+		}
+		io.WriteString(w, `{"valid":true,"key_id":"key_7Qa","org_id":"org_acme","owner":"user-42",
+			"grants":[{"audience":"https://reports.example.com","scopes":["reports:read"]}]}`)
+	})
+	return httptest.NewServer(mux)
+}
+
+// One Middleware accepts access tokens, checked offline, and Gatehouse API keys, checked with the server that
+// issued them: in the Authorization header or, with APIKeyHeader, in X-API-Key.
+func ExampleAPIKeyVerifier() {
+	const key = "gate_0123456789ABCDEFGHIJKLMNOPQRSTUVW1hX0W1"
+	gatehouse := startExampleGatehouse(key)
+	defer gatehouse.Close()
+	iss := startExampleIssuer()
+	defer iss.Close()
+
+	keys, err := verify.NewAPIKeyVerifier(verify.APIKeyConfig{
+		ServerURL:    gatehouse.URL,
+		ClientID:     "edge-gateway", // a client granted verify:apikeys of urn:gatehouse:management
+		ClientSecret: "edge-gateway-secret",
+		Audience:     "https://reports.example.com",
+		CacheTTL:     30 * time.Second, // the revocation delay: a deleted key is refused within 30 s
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	tokens, err := verify.New(verify.Config{Issuer: iss.URL + "/", Audiences: []string{"https://reports.example.com"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	read := verify.Middleware(verify.Any(tokens, keys), verify.RequireScopes("reports:read"), verify.APIKeyHeader("X-API-Key"))
+	api := httptest.NewServer(read(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		claims, _ := verify.ClaimsFrom(r.Context())
+		var extra struct{ Owner string } // a key's owner, as a token exchanged for it carries it
+		claims.Decode(&extra)
+		fmt.Fprintf(w, "reports for %s (org %q, owner %q)", claims.Subject, claims.OrgID, extra.Owner)
+	})))
+	defer api.Close()
+
+	get := func(header, value string) {
+		req, _ := http.NewRequest("GET", api.URL+"/reports", nil)
+		req.Header.Set(header, value)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode == http.StatusOK {
+			fmt.Println(resp.Status[:3], string(body))
+		} else {
+			fmt.Println(resp.Status[:3], resp.Header.Get("WWW-Authenticate"))
+		}
+	}
+	get("Authorization", "Bearer "+key)
+	get("X-API-Key", key)
+	get("X-API-Key", "gate_0000000000000000000000000000000004E8DGG") // well-formed, unknown to the server
+	get("Authorization", "Bearer "+iss.token("https://reports.example.com", "reports:read", time.Hour))
+	// Output:
+	// 200 reports for key_7Qa (org "org_acme", owner "user-42")
+	// 200 reports for key_7Qa (org "org_acme", owner "user-42")
+	// 401 Bearer error="invalid_token", error_description="the API key is not valid"
+	// 200 reports for svc-reports (org "", owner "")
+}

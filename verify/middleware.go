@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -31,9 +32,9 @@ func (e *ScopeError) Error() string {
 // Is makes errors.Is(err, ErrInsufficientScope) hold.
 func (e *ScopeError) Is(target error) bool { return target == ErrInsufficientScope }
 
-// TokenVerifier checks a bearer token and returns its claims. *Verifier is one; Middleware takes the interface so a
-// verifier of another credential (an API key checked online, say) can stand in for or beside it. Verify must be
-// safe for concurrent use and return errors that wrap this package's Err* values.
+// TokenVerifier checks a bearer token and returns its claims. *Verifier (JWT access tokens, offline) and
+// *APIKeyVerifier (Gatehouse API keys, online) are ones; Any combines them. Verify must be safe for concurrent use
+// and return errors that wrap this package's Err* values.
 type TokenVerifier interface {
 	Verify(ctx context.Context, token string) (*Claims, error)
 }
@@ -84,11 +85,12 @@ func ClaimsFrom(ctx context.Context) (*Claims, bool) {
 type MiddlewareOption func(*middleware)
 
 type middleware struct {
-	v       TokenVerifier
-	realm   string
-	all     []string
-	anyOf   []string
-	onError func(*http.Request, error)
+	v         TokenVerifier
+	keyHeader string // a header holding an API key, or ""
+	realm     string
+	all       []string
+	anyOf     []string
+	onError   func(*http.Request, error)
 }
 
 // RequireScopes makes Middleware answer 403 insufficient_scope unless the token has every one of the scopes.
@@ -106,6 +108,15 @@ func Realm(realm string) MiddlewareOption {
 	return func(m *middleware) { m.realm = realm }
 }
 
+// APIKeyHeader makes Middleware also take an API key from the named request header, such as "X-API-Key", as many
+// API-key clients send it: the header holds the key alone, without a scheme, and is checked by the verifier as a
+// bearer token would be (use an *APIKeyVerifier, or Any). A value that is not in the Gatehouse API key format is
+// refused as an invalid key, whatever else the verifier accepts. A request with the header and an Authorization
+// header, or with the header twice, is refused (400 invalid_request), lest parties read different credentials.
+func APIKeyHeader(name string) MiddlewareOption {
+	return func(m *middleware) { m.keyHeader = http.CanonicalHeaderKey(name) }
+}
+
 // OnError sets a function called with every request Middleware refuses and the reason, e.g. to log it: the
 // responses themselves say little, so as not to help an attacker.
 func OnError(f func(r *http.Request, err error)) MiddlewareOption {
@@ -113,8 +124,10 @@ func OnError(f func(r *http.Request, err error)) MiddlewareOption {
 }
 
 // Middleware returns middleware that lets a request through only with a valid bearer token in its Authorization
-// header (never from the query string or body), with the scopes the options require, and puts the token's claims in
-// the request's context for ClaimsFrom. Refusals are answered by WriteError.
+// header (or an API key in the header APIKeyHeader names; never from the query string or body), with the scopes the
+// options require, and puts the token's claims in the request's context for ClaimsFrom. A request whose query string
+// holds a value in the Gatehouse API key format is refused (400 invalid_request) without checking the key: URLs end
+// up in logs. Refusals are answered by WriteError.
 func Middleware(v TokenVerifier, opts ...MiddlewareOption) func(http.Handler) http.Handler {
 	m := &middleware{v: v}
 	for _, o := range opts {
@@ -136,16 +149,32 @@ func Middleware(v TokenVerifier, opts ...MiddlewareOption) func(http.Handler) ht
 }
 
 func (m *middleware) check(r *http.Request) (*Claims, error) {
+	if KeyInQuery(r.URL.RawQuery) {
+		return nil, errKeyInURL
+	}
 	hs := r.Header.Values("Authorization")
-	if len(hs) == 0 {
+	var ks []string
+	if m.keyHeader != "" {
+		ks = r.Header[m.keyHeader]
+	}
+	switch {
+	case len(hs) == 0 && len(ks) == 0:
 		return nil, ErrNoToken
-	}
-	if len(hs) > 1 {
+	case len(hs) > 1:
 		return nil, errSeveralCredentials
+	case len(ks) > 0 && len(hs)+len(ks) > 1:
+		return nil, errSeveralKeys
 	}
-	tok, err := BearerToken(hs[0])
-	if err != nil {
-		return nil, err
+	var tok string
+	if len(ks) == 1 {
+		if tok = strings.Trim(ks[0], " \t"); !IsAPIKey(tok) {
+			return nil, errKeyFormat
+		}
+	} else {
+		var err error
+		if tok, err = BearerToken(hs[0]); err != nil {
+			return nil, err
+		}
 	}
 	c, err := m.v.Verify(r.Context(), tok)
 	if err != nil {
@@ -160,17 +189,44 @@ func (m *middleware) check(r *http.Request) (*Claims, error) {
 	return c, nil
 }
 
-// errSeveralCredentials: a request with more than one Authorization header is refused, lest two parties read
-// different ones.
-var errSeveralCredentials = errors.New("more than one Authorization header")
+// Requests refused with 400 invalid_request, whose messages are their error_description. A request with more than
+// one credential is refused lest two parties read different ones.
+var (
+	errSeveralCredentials = errors.New("more than one Authorization header")
+	errSeveralKeys        = errors.New("more than one credential: an API key header and an Authorization header, or two")
+	errKeyInURL           = errors.New("an API key must not be sent in a URL, where logs keep it: send it in a header")
+)
+
+// KeyInQuery reports whether a raw query string holds a name or value in the Gatehouse API key format (IsAPIKey):
+// a key that logs and proxies have seen, which a server should refuse rather than use.
+func KeyInQuery(rawQuery string) bool {
+	if len(rawQuery) < keyPrefixMin+1+keyTailLen {
+		return false
+	}
+	for part := range strings.SplitSeq(rawQuery, "&") {
+		name, value, _ := strings.Cut(part, "=")
+		for _, s := range [2]string{name, value} {
+			if strings.ContainsAny(s, "%+") {
+				if u, err := url.QueryUnescape(s); err == nil {
+					s = u
+				}
+			}
+			if IsAPIKey(strings.TrimSpace(s)) {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // WriteError answers a request refused because of err, as RFC 6750 §3 says, with a challenge carrying realm (none
 // when ""):
 //
 //   - ErrNoToken: 401, WWW-Authenticate: Bearer realm="…" (no error code: the client did not try).
 //   - ErrInsufficientScope (a *ScopeError): 403, error="insufficient_scope" and scope="…" naming the scopes needed.
-//   - ErrJWKSUnavailable: 503 with Retry-After: the token could not be checked, which is no fault of the client.
-//   - more than one Authorization header: 400 invalid_request.
+//   - ErrUnavailable (ErrJWKSUnavailable, ErrAPIKeyUnavailable): 503 with Retry-After: the credential could not be
+//     checked, which is no fault of the client.
+//   - more than one Authorization header (or API key header), or an API key in the query string: 400 invalid_request.
 //   - any other error: 401, error="invalid_token", with an error_description naming what failed (expired, wrong
 //     audience, …) and no detail beyond that.
 //
@@ -194,12 +250,16 @@ func WriteError(w http.ResponseWriter, realm string, err error) {
 	case errors.As(err, &se):
 		status = http.StatusForbidden
 		challenge("insufficient_scope", "the token lacks a scope this request needs", "scope="+quote(strings.Join(se.Scopes, " ")))
-	case errors.Is(err, ErrJWKSUnavailable):
+	case errors.Is(err, ErrUnavailable):
 		status = http.StatusServiceUnavailable
 		h.Set("Retry-After", "5")
-	case errors.Is(err, errSeveralCredentials):
+	case errors.Is(err, errSeveralCredentials), errors.Is(err, errSeveralKeys), errors.Is(err, errKeyInURL):
 		status = http.StatusBadRequest
-		challenge("invalid_request", "more than one Authorization header")
+		for _, e := range []error{errSeveralCredentials, errSeveralKeys, errKeyInURL} {
+			if errors.Is(err, e) {
+				challenge("invalid_request", e.Error())
+			}
+		}
 	default:
 		challenge("invalid_token", describe(err))
 	}
@@ -212,6 +272,17 @@ func WriteError(w http.ResponseWriter, realm string, err error) {
 
 // describe says what is wrong with a token in words safe to send back: no kid, URL or internal detail.
 func describe(err error) string {
+	if errors.Is(err, ErrInvalidAPIKey) {
+		switch {
+		case errors.Is(err, ErrMalformed):
+			return "the API key is malformed"
+		case errors.Is(err, ErrExpired):
+			return "the API key has expired"
+		case errors.Is(err, ErrAudience):
+			return "the API key is not valid for this API"
+		}
+		return "the API key is not valid"
+	}
 	for _, d := range []struct {
 		err  error
 		desc string

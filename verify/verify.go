@@ -14,6 +14,11 @@
 // Config.RefetchInterval, shared by every caller that asks meanwhile; a kid found missing from a fresh set is
 // refused without a fetch for a minute; a signature that fails with a known key causes no fetch; a refresh that
 // fails leaves the last good set in use and is retried with backoff.
+//
+// Gatehouse API keys, long-lived secrets that cannot be checked offline, are checked online by an APIKeyVerifier,
+// which asks the Gatehouse server and caches its answer for a bounded time (APIKeyConfig.CacheTTL: the delay before a
+// deleted, rotated or disabled key is refused). Any lets one Middleware accept both, telling them apart by their
+// shape (IsAPIKey).
 package verify
 
 import (
@@ -34,22 +39,34 @@ import (
 
 // Errors returned by Verify, wrapped with detail: test them with errors.Is. Every error but ErrJWKSUnavailable
 // means the token is not acceptable; ErrJWKSUnavailable means the verifier could not get the issuer's keys, and
-// says nothing about the token.
+// says nothing about the token. It matches ErrUnavailable, as ErrAPIKeyUnavailable does.
 var (
-	ErrMalformed       = errors.New("malformed token")               // not a compact JWS with JSON header and claims
-	ErrTooLarge        = errors.New("token too large")               // longer than Config.MaxTokenSize
-	ErrUnsupportedAlg  = errors.New("unsupported algorithm")         // alg not allowed, or not the key's algorithm
-	ErrUnknownKey      = errors.New("unknown signing key")           // no kid, or the kid is not in the JWKS
-	ErrSignature       = errors.New("invalid signature")             // the signature does not verify with the key
-	ErrExpired         = errors.New("token expired")                 // exp is past (beyond the leeway)
-	ErrNotYetValid     = errors.New("token not yet valid")           // nbf is in the future (beyond the leeway)
-	ErrIssuedInFuture  = errors.New("token issued in the future")    // iat is in the future (beyond the leeway)
-	ErrIssuer          = errors.New("wrong issuer")                  // iss is not Config.Issuer
-	ErrAudience        = errors.New("wrong audience")                // aud names none of Config.Audiences
-	ErrType            = errors.New("wrong token type")              // typ is not one of Config.Types
-	ErrCritical        = errors.New("critical header not supported") // the header has crit
-	ErrJWKSUnavailable = errors.New("JWKS unavailable")              // the key set could not be fetched yet
+	ErrMalformed      = errors.New("malformed token")               // not a compact JWS with JSON header and claims
+	ErrTooLarge       = errors.New("token too large")               // longer than Config.MaxTokenSize
+	ErrUnsupportedAlg = errors.New("unsupported algorithm")         // alg not allowed, or not the key's algorithm
+	ErrUnknownKey     = errors.New("unknown signing key")           // no kid, or the kid is not in the JWKS
+	ErrSignature      = errors.New("invalid signature")             // the signature does not verify with the key
+	ErrExpired        = errors.New("token expired")                 // exp is past (beyond the leeway)
+	ErrNotYetValid    = errors.New("token not yet valid")           // nbf is in the future (beyond the leeway)
+	ErrIssuedInFuture = errors.New("token issued in the future")    // iat is in the future (beyond the leeway)
+	ErrIssuer         = errors.New("wrong issuer")                  // iss is not Config.Issuer
+	ErrAudience       = errors.New("wrong audience")                // aud names none of Config.Audiences
+	ErrType           = errors.New("wrong token type")              // typ is not one of Config.Types
+	ErrCritical       = errors.New("critical header not supported") // the header has crit
+
+	ErrJWKSUnavailable error = &unavailableError{"JWKS unavailable"} // the key set could not be fetched yet
 )
+
+// ErrUnavailable means a credential could not be checked at all — the issuer's keys could not be fetched
+// (ErrJWKSUnavailable), or the Gatehouse server could not be asked about an API key (ErrAPIKeyUnavailable) — and
+// says nothing about the credential. Middleware answers it with 503: fail closed, and no fault of the client.
+var ErrUnavailable = errors.New("verifier unavailable")
+
+// unavailableError is an error that matches ErrUnavailable.
+type unavailableError struct{ msg string }
+
+func (e *unavailableError) Error() string        { return e.msg }
+func (e *unavailableError) Is(target error) bool { return target == ErrUnavailable }
 
 // Defaults for Config fields left zero, and the bounds the JWKS cache works within.
 const (
@@ -207,7 +224,7 @@ func normalType(t string) string {
 	return strings.TrimPrefix(t, "application/")
 }
 
-// Claims are the claims of a verified access token.
+// Claims are the claims of a verified access token, or those APIKeyVerifier.Verify makes for an API key.
 type Claims struct {
 	Issuer    string    // iss
 	Subject   string    // sub

@@ -43,8 +43,9 @@ rules:
     scopes: ["reports:read"]
 `
 
-// startAuthorize runs `gatehouse authorize` with rules in front of ts, and stops it when the test ends.
-func startAuthorize(t testing.TB, ts *testServer, rules string, cacheSize int) *Authorize {
+// startAuthorize runs `gatehouse authorize` with rules in front of ts, changed by configure, and stops it when the
+// test ends.
+func startAuthorize(t testing.TB, ts *testServer, rules string, cacheSize int, configure ...func(*Authorize)) *Authorize {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "rules.yaml")
 	if err := os.WriteFile(path, []byte(rules), 0o600); err != nil {
@@ -52,6 +53,9 @@ func startAuthorize(t testing.TB, ts *testServer, rules string, cacheSize int) *
 	}
 	a := &Authorize{Addr: "127.0.0.1:0", RulesFile: path, Issuer: ts.IssuerURL,
 		JWKSURL: ts.URL + "/.well-known/jwks.json", CacheSize: cacheSize}
+	for _, f := range configure {
+		f(a)
+	}
 	if err := a.Open(); err != nil {
 		t.Fatalf("authorize: %v", err)
 	}
@@ -358,7 +362,11 @@ func TestAuthorizeUsage(t *testing.T) {
 		{[]string{"authorize", "--rules", rules, "--issuer", "https://a/", "extra"}, 2, "unexpected argument"},
 		{[]string{"authorize", "--rules", filepath.Join(dir, "missing.yaml"), "--issuer", "https://a/"}, 1, "no such file"},
 		{[]string{"authorize", "--rules", apiKeys, "--issuer", "https://a/", "--addr", "127.0.0.1:0"}, 1,
-			apiKeys + ":3: rules[0].api_keys: API keys are not supported yet"},
+			apiKeys + `:2: the rule "/" accepts API keys (api_keys: true), but no Gatehouse server is configured to check them: set --server`},
+		{[]string{"authorize", "--rules", apiKeys, "--issuer", "https://a/", "--addr", "127.0.0.1:0", "--server", "http://127.0.0.1:1"}, 1,
+			"set GATEHOUSE_CLIENT_ID and GATEHOUSE_CLIENT_SECRET to a client granted verify:apikeys"},
+		{[]string{"authorize", "--rules", rules, "--issuer", "https://a/", "--server", "gatehouse:8080"}, 2, "--server"},
+		{[]string{"authorize", "--rules", rules, "--issuer", "https://a/", "--api-key-cache-ttl", "-1s"}, 2, "--api-key-cache-ttl"},
 	} {
 		code, _, stderr := runCLI(t, tc.args...)
 		if code != tc.code || !strings.Contains(stderr, tc.stderr) {

@@ -11,10 +11,16 @@
 //   - 403 with error="insufficient_scope" and scope="…" when the token lacks a scope the rule requires;
 //   - 403 without a challenge when no rule matches (deny by default) or the original request cannot be read
 //     unambiguously (see cleanRequestPath);
-//   - 503 when the issuer's keys could not be fetched yet.
+//   - 503 when the issuer's keys could not be fetched yet, or the Gatehouse server could not be asked about an API key.
+//
+// A rule with api_keys: true also accepts Gatehouse API keys, as "Bearer <key>" or in the header Options.APIKeyHeader
+// names, checked online by a verify.APIKeyVerifier for the rule's audience; the headers of a 200 then name the key
+// (X-Auth-Subject and X-Auth-Client-Id: its id). A request whose query string holds an API key is refused (403).
 //
 // Verified tokens are kept in a bounded LRU, keyed by the SHA-256 of the token, until they expire, so a token seen
-// before costs a hash and a map lookup instead of a signature verification.
+// before costs a hash and a map lookup instead of a signature verification. Accepted API keys are kept in the same
+// LRU, keyed by the SHA-256 of the audience and the key, until their claims' ExpiresAt: at most the API key
+// verifier's CacheTTL, the revocation delay, after the server was asked.
 package forwardauth
 
 import (
@@ -45,12 +51,21 @@ type Options struct {
 	Metrics     *Metrics         // where decisions are counted: none when nil
 	Logger      *slog.Logger     // decisions at debug level, misconfigured proxies at warn: discarded when nil
 	Now         func() time.Time // the clock for cache expiry: time.Now when nil
+
+	// APIKeys checks the API keys of rules with api_keys: true, each rule's for its audience (ForAudience). New
+	// refuses rules accepting keys without it.
+	APIKeys *verify.APIKeyVerifier
+	// APIKeyHeader names a header, such as "X-API-Key", from which rules accepting API keys also take a key: "" for
+	// keys as bearer tokens only. A request with the header and an Authorization header is refused.
+	APIKeyHeader string
 }
 
 // Handler answers forward-auth checks. It is safe for concurrent use.
 type Handler struct {
 	rules       *Rules
 	v           verify.TokenVerifier
+	keys        map[string]verify.TokenVerifier       // API key verifiers by audience, for rules accepting keys
+	keyHeader   string                                // canonical; "" for none
 	cache       *lru.Cache[[sha256.Size]byte, *entry] // nil: no cache
 	envoyPrefix string
 	m           *Metrics
@@ -85,6 +100,26 @@ func New(rules *Rules, v verify.TokenVerifier, opts Options) (*Handler, error) {
 	}
 	if !strings.HasPrefix(h.envoyPrefix, "/") || strings.HasSuffix(h.envoyPrefix, "/") {
 		return nil, errors.New("forwardauth: the Envoy prefix must start with / and not end with one")
+	}
+	for _, r := range rules.rules {
+		if !r.APIKeys {
+			continue
+		}
+		if opts.APIKeys == nil {
+			return nil, fmt.Errorf("forwardauth: the rule %q (line %d) accepts API keys, but no API key verifier is configured", r.Name, r.Line)
+		}
+		if h.keys == nil {
+			h.keys = make(map[string]verify.TokenVerifier)
+		}
+		if h.keys[r.Audience] == nil {
+			h.keys[r.Audience] = opts.APIKeys.ForAudience(r.Audience)
+		}
+	}
+	if name := opts.APIKeyHeader; name != "" {
+		h.keyHeader = http.CanonicalHeaderKey(name)
+		if !validHeaderName(name) || h.keyHeader == "Authorization" {
+			return nil, fmt.Errorf("forwardauth: %q cannot be the API key header: use a header name such as X-API-Key", name)
+		}
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
@@ -160,16 +195,20 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request, p proxy) {
 		h.deny(w, resultBadRequest, "the original request cannot be read unambiguously")
 		return
 	}
+	if verify.KeyInQuery(orig.query) { // the key is in the proxy's logs already: do not let it work
+		h.deny(w, resultBadRequest, "an API key must not be sent in a URL, where logs keep it: send it in a header")
+		return
+	}
 	rule := h.rules.Match(orig.host, orig.path, orig.method)
 	if rule == nil {
 		h.deny(w, resultNoRule, "no rule allows this request")
 		return
 	}
-	e, err := h.authenticate(r)
+	e, err := h.authenticate(r, rule)
 	switch {
 	case err != nil:
-		if errors.Is(err, verify.ErrJWKSUnavailable) {
-			h.log.Error("forward-auth: cannot verify tokens", "err", err)
+		if errors.Is(err, verify.ErrUnavailable) {
+			h.log.Error("forward-auth: cannot verify credentials", "err", err)
 			h.refuse(w, rule, resultError, err)
 		} else if errors.Is(err, verify.ErrNoToken) {
 			h.refuse(w, rule, resultNoToken, err)
@@ -193,11 +232,17 @@ func (h *Handler) check(w http.ResponseWriter, r *http.Request, p proxy) {
 	h.count(rule, resultAllow)
 }
 
-// verify returns the entry of a token: from the cache while it has not expired, else verified and cached.
-func (h *Handler) verify(ctx context.Context, token string) (*entry, error) {
+// verify returns the entry of a credential: from the cache while it has not expired, else checked by v and cached.
+// audience is "" for an access token, whose entry serves every rule, and the rule's audience for an API key, whose
+// claims hold for that audience only.
+func (h *Handler) verify(ctx context.Context, v verify.TokenVerifier, audience, token string) (*entry, error) {
 	var key [sha256.Size]byte
 	if h.cache != nil {
-		key = sha256.Sum256([]byte(token))
+		if audience == "" {
+			key = sha256.Sum256([]byte(token))
+		} else { // a token has no NUL, so this is no token's key
+			key = sha256.Sum256([]byte(audience + "\x00" + token))
+		}
 		if e, ok := h.cache.Get(key); ok {
 			if h.now().Before(e.expires) {
 				if h.m != nil {
@@ -211,7 +256,7 @@ func (h *Handler) verify(ctx context.Context, token string) (*entry, error) {
 	if h.m != nil {
 		h.m.verifications.Inc()
 	}
-	c, err := h.v.Verify(ctx, token)
+	c, err := v.Verify(ctx, token)
 	if err != nil {
 		return nil, err
 	}
@@ -228,22 +273,47 @@ func (h *Handler) verify(ctx context.Context, token string) (*entry, error) {
 	return e, nil
 }
 
-// authenticate returns the verified token of r's Authorization header. The errors wrap verify's: ErrNoToken when
-// there is none, ErrMalformed for a bad header or several, ErrJWKSUnavailable, or why the token is refused.
-func (h *Handler) authenticate(r *http.Request) (*entry, error) {
+// authenticate returns the verified credential of r for rule: the token of its Authorization header or, where the
+// rule accepts API keys, a key there or in the API key header. The errors wrap verify's: ErrNoToken when there is
+// none, ErrMalformed for a bad header or several credentials, ErrUnavailable, or why the credential is refused.
+func (h *Handler) authenticate(r *http.Request, rule *Rule) (*entry, error) {
 	values := r.Header.Values("Authorization")
-	switch len(values) {
-	case 0:
+	var keys []string
+	if rule.APIKeys && h.keyHeader != "" {
+		keys = r.Header[h.keyHeader]
+	}
+	switch { // several: lest the proxy, this handler and the upstream read different ones
+	case len(values)+len(keys) == 0:
 		return nil, verify.ErrNoToken
-	case 1:
-	default: // lest the proxy, this handler and the upstream read different ones
+	case len(values) > 1:
 		return nil, fmt.Errorf("%w: more than one Authorization header", verify.ErrMalformed)
+	case len(values)+len(keys) > 1:
+		return nil, fmt.Errorf("%w: more than one credential (%s and Authorization headers, or two %[2]s)", verify.ErrMalformed, h.keyHeader)
+	}
+	if len(keys) == 1 { // the key verifier refuses a value that is not a key, without a request
+		return h.verify(r.Context(), h.keys[rule.Audience], rule.Audience, strings.Trim(keys[0], " \t"))
 	}
 	token, err := verify.BearerToken(values[0])
 	if err != nil {
 		return nil, err
 	}
-	return h.verify(r.Context(), token)
+	if rule.APIKeys && verify.IsAPIKey(token) {
+		return h.verify(r.Context(), h.keys[rule.Audience], rule.Audience, token)
+	}
+	return h.verify(r.Context(), h.v, "", token)
+}
+
+// validHeaderName reports whether s is a header field name (RFC 9110 §5.1) of letters, digits and dashes.
+func validHeaderName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // refuse answers a check refused because of err, as verify.WriteError does (RFC 6750).

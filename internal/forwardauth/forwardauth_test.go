@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -240,6 +241,189 @@ func TestNewRejectsBadEnvoyPrefix(t *testing.T) {
 	for _, p := range []string{"envoy", "/envoy/"} {
 		if _, err := New(rules, nil, Options{EnvoyPrefix: p}); err == nil {
 			t.Errorf("New with EnvoyPrefix %q succeeded", p)
+		}
+	}
+}
+
+const keyRules = `rules:
+  - name: items
+    host: api.example.com
+    path: /v1/items
+    audience: https://api.example.com/v1
+    scopes: [read]
+    api_keys: true
+  - name: reports
+    host: reports.example.com
+    audience: urn:example:reports
+    scopes: ["reports:read"]
+    api_keys: true
+  - name: tokens-only
+    host: api.example.com
+    path: /v1/admin
+    audience: https://api.example.com/v1
+`
+
+// keyFixture is a handler with keyRules, a stand-in for Gatehouse's key check knowing keys (key → answer; absent:
+// not found), and the number of checks it answered.
+type keyFixture struct {
+	h      *Handler
+	clock  *clock
+	checks atomic.Int64
+	mu     sync.Mutex
+	keys   map[string]string
+}
+
+// A well-formed key (see package verify's tests), and another.
+const (
+	testKey  = "gate_0123456789ABCDEFGHIJKLMNOPQRSTUVW1hX0W1"
+	otherKey = "gate_0000000000000000000000000000000004E8DGG"
+)
+
+func newKeyFixture(t *testing.T, ttl time.Duration) *keyFixture {
+	t.Helper()
+	f := &keyFixture{clock: newClock(time.Now()), keys: map[string]string{
+		testKey: `{"valid":true,"key_id":"key_1","org_id":"org_7","grants":[` +
+			`{"audience":"https://api.example.com/v1","scopes":["read"]},{"audience":"urn:example:reports","scopes":["reports:read"]}]}`,
+		otherKey: `{"valid":true,"key_id":"key_2","grants":[{"audience":"urn:example:reports","scopes":["reports:read"]}]}`,
+	}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/oauth/token" {
+			w.Write([]byte(`{"access_token":"m","token_type":"Bearer","expires_in":3600}`))
+			return
+		}
+		f.checks.Add(1)
+		var in struct{ Key string }
+		json.NewDecoder(r.Body).Decode(&in)
+		f.mu.Lock()
+		ans, ok := f.keys[in.Key]
+		f.mu.Unlock()
+		if !ok {
+			ans = `{"valid":false,"code":"not_found"}`
+		}
+		w.Write([]byte(ans))
+	}))
+	t.Cleanup(srv.Close)
+	keys, err := verify.NewAPIKeyVerifier(verify.APIKeyConfig{ServerURL: srv.URL, ClientID: "edge", ClientSecret: "s",
+		Audience: "https://api.example.com/v1", CacheTTL: ttl, Now: f.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, err := Parse("rules.yaml", []byte(keyRules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(rules, nil, Options{}); err == nil || !strings.Contains(err.Error(), "accepts API keys") {
+		t.Errorf("New without an API key verifier: %v, want an error", err)
+	}
+	tokens, err := verify.New(verify.Config{Issuer: srv.URL + "/", Audiences: rules.Audiences(), JWKSURL: srv.URL, Now: f.clock.Now,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.h, err = New(rules, tokens, Options{APIKeys: keys, APIKeyHeader: "x-api-key", Now: f.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// check asks the /traefik endpoint about GET host/uri with the headers (name, value pairs).
+func (f *keyFixture) check(host, uri string, header ...string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest("GET", "/traefik", nil)
+	r.Header.Set("X-Forwarded-Method", "GET")
+	r.Header.Set("X-Forwarded-Host", host)
+	r.Header.Set("X-Forwarded-Uri", uri)
+	for i := 0; i+1 < len(header); i += 2 {
+		r.Header.Add(header[i], header[i+1])
+	}
+	w := httptest.NewRecorder()
+	f.h.Endpoints(nil).ServeHTTP(w, r)
+	return w
+}
+
+func TestHandlerAPIKeys(t *testing.T) {
+	f := newKeyFixture(t, time.Minute)
+	tests := []struct {
+		name       string
+		host, uri  string
+		header     []string
+		status     int
+		subject    string // of a 200
+		scopes     string
+		challenge  string // of a refusal
+		wantChecks int64  // the server's count after the check
+	}{
+		{"key as bearer", "api.example.com", "/v1/items", []string{"Authorization", "Bearer " + testKey}, 200, "key_1", "read", "", 1},
+		{"key in X-API-Key, cached", "api.example.com", "/v1/items/7", []string{"X-Api-Key", testKey}, 200, "key_1", "read", "", 1},
+		// The claims for the reports API are the key's grant for it, not those cached for the items API.
+		{"same key, another API", "reports.example.com", "/q1", []string{"Authorization", "Bearer " + testKey}, 200, "key_1", "reports:read", "", 1},
+		{"key without a grant for the API", "api.example.com", "/v1/items", []string{"Authorization", "Bearer " + otherKey}, 401, "", "",
+			`error_description="the API key is not valid for this API"`, 2},
+		{"rule for tokens only", "api.example.com", "/v1/admin", []string{"Authorization", "Bearer " + testKey}, 401, "", "",
+			`error_description="the token is malformed"`, 2},
+		{"X-API-Key on a rule for tokens only", "api.example.com", "/v1/admin", []string{"X-API-Key", testKey}, 401, "", "", `Bearer realm="gatehouse"`, 2},
+		{"key and token", "api.example.com", "/v1/items", []string{"X-API-Key", testKey, "Authorization", "Bearer x.y.z"}, 401, "", "",
+			`error_description="the token is malformed"`, 2},
+		{"not a key in X-API-Key", "api.example.com", "/v1/items", []string{"X-API-Key", "secret"}, 401, "", "",
+			`error_description="the API key is malformed"`, 2},
+		{"unknown key", "api.example.com", "/v1/items", []string{"X-API-Key", "gate_bcdefghijklmnopqrstuvwxyz0123A00000NPTu"}, 401, "", "",
+			`error_description="the API key is not valid"`, 3},
+		{"key in the query", "api.example.com", "/v1/items?key=" + testKey, []string{"Authorization", "Bearer " + testKey}, 403, "", "", "", 3},
+	}
+	for _, tt := range tests {
+		w := f.check(tt.host, tt.uri, tt.header...)
+		if w.Code != tt.status {
+			t.Errorf("%s: status %d (%q), want %d", tt.name, w.Code, w.Header().Get("WWW-Authenticate"), tt.status)
+		} else if tt.status == 200 && (w.Header().Get("X-Auth-Subject") != tt.subject || w.Header().Get("X-Auth-Client-Id") != tt.subject ||
+			w.Header().Get("X-Auth-Scopes") != tt.scopes || w.Header().Get("X-Auth-Org-Id") != "org_7") {
+			t.Errorf("%s: headers %v, want subject %s and scopes %q", tt.name, w.Header(), tt.subject, tt.scopes)
+		} else if !strings.Contains(w.Header().Get("WWW-Authenticate"), tt.challenge) {
+			t.Errorf("%s: WWW-Authenticate %q, want %q", tt.name, w.Header().Get("WWW-Authenticate"), tt.challenge)
+		}
+		if n := f.checks.Load(); n != tt.wantChecks {
+			t.Errorf("%s: %d checks at the server, want %d", tt.name, n, tt.wantChecks)
+		}
+	}
+
+	// Deleted on the server: still accepted from the caches until the TTL is over, then refused.
+	f.mu.Lock()
+	delete(f.keys, testKey)
+	f.mu.Unlock()
+	f.clock.Add(time.Minute - time.Second)
+	if w := f.check("api.example.com", "/v1/items", "X-API-Key", testKey); w.Code != 200 {
+		t.Errorf("deleted key within the TTL: %d, want 200", w.Code)
+	}
+	f.clock.Add(time.Second)
+	if w := f.check("api.example.com", "/v1/items", "X-API-Key", testKey); w.Code != 401 {
+		t.Errorf("deleted key after the TTL: %d, want 401", w.Code)
+	}
+}
+
+// TestHandlerAPIKeysNoCache: with the key cache off, the handler's own cache does not keep keys either.
+func TestHandlerAPIKeysNoCache(t *testing.T) {
+	f := newKeyFixture(t, -1)
+	for range 3 {
+		if w := f.check("api.example.com", "/v1/items", "Authorization", "Bearer "+testKey); w.Code != 200 {
+			t.Fatalf("status %d", w.Code)
+		}
+	}
+	if n := f.checks.Load(); n != 3 {
+		t.Errorf("%d checks for 3 requests, want 3", n)
+	}
+	if n := f.h.cache.Len(); n != 0 {
+		t.Errorf("the handler's cache holds %d entries, want 0", n)
+	}
+}
+
+func TestNewRejectsBadAPIKeyHeader(t *testing.T) {
+	rules, err := Parse("r.yaml", []byte(testRules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"authorization", "X API Key", "X-API-Key:"} {
+		if _, err := New(rules, nil, Options{APIKeyHeader: name}); err == nil {
+			t.Errorf("New with APIKeyHeader %q succeeded", name)
 		}
 	}
 }

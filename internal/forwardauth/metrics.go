@@ -14,7 +14,7 @@ const (
 	resultInsufficientScope               // 403 insufficient_scope
 	resultNoRule                          // 403: no rule matches (deny by default)
 	resultBadRequest                      // 403: the original request could not be read
-	resultError                           // 503: the issuer's keys are unavailable
+	resultError                           // 503: the issuer's keys, or the API key check, are unavailable
 	numResults
 )
 
@@ -39,7 +39,8 @@ type Metrics struct {
 //	gatehouse_authorize_decisions_total{result, rule}   checks answered; result is allow, no_token, invalid_token,
 //	                                                    insufficient_scope, no_rule, bad_request or error
 //	gatehouse_authorize_cache_hits_total                checks answered from the cache of verified tokens
-//	gatehouse_authorize_token_verifications_total       tokens verified (signature and claims): the cache misses
+//	gatehouse_authorize_token_verifications_total       tokens verified (signature and claims) and API keys
+//	                                                    checked: the cache misses
 //	gatehouse_authorize_jwks_refreshes_total{result}    JWKS fetches, ok or error (JWKSRefreshed)
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
@@ -53,7 +54,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		verifications: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gatehouse_authorize_token_verifications_total",
-			Help: "Tokens verified (signature and claims) because the cache did not hold them.",
+			Help: "Tokens verified (signature and claims), or API keys checked, because the cache did not hold them.",
 		}),
 	}
 	refreshes := prometheus.NewCounterVec(prometheus.CounterOpts{

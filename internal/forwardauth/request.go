@@ -21,6 +21,7 @@ type original struct {
 	method string // upper case
 	host   string // lower case, without port or trailing dot
 	path   string // decoded, with duplicate slashes collapsed; see cleanRequestPath
+	query  string // raw, without "?" and any fragment
 }
 
 // proxy is a way a proxy tells the original request: which headers, or the check request itself.
@@ -73,7 +74,17 @@ func originalRequest(r *http.Request, p proxy, envoyPrefix string) (original, er
 	if err != nil {
 		return original{}, err
 	}
-	return original{method: method, host: h, path: path}, nil
+	return original{method: method, host: h, path: path, query: rawQuery(uri)}, nil
+}
+
+// rawQuery returns the query of a request target: what follows "?", up to any "#".
+func rawQuery(uri string) string {
+	_, q, ok := strings.Cut(uri, "?")
+	if !ok {
+		return ""
+	}
+	q, _, _ = strings.Cut(q, "#")
+	return q
 }
 
 // cleanHost lower-cases host and drops its port and trailing dot.

@@ -30,6 +30,7 @@ type Rule struct {
 	Methods  []string // upper case; nil for any method
 	Audience string   // the aud the token must have
 	Scopes   []string // the scopes the token must all have
+	APIKeys  bool     // Gatehouse API keys are accepted too, with a grant for Audience holding Scopes
 	Line     int      // where the rule starts in its file
 }
 
@@ -61,7 +62,7 @@ func Load(path string) (*Rules, error) {
 //	    methods: [POST, PUT]        # optional (default any method)
 //	    audience: https://api.example.com/v1   # required: the token's aud
 //	    scopes: [reports:write]     # optional: scopes the token must all have
-//	    api_keys: false             # optional; true is refused until Gatehouse API keys exist
+//	    api_keys: true              # optional: accept Gatehouse API keys too (default false: access tokens only)
 func Parse(name string, data []byte) (*Rules, error) {
 	p := &parser{yamlfile.Parser{File: name, Kind: kindOf}}
 	rs := p.parse(data)
@@ -303,10 +304,8 @@ func (p *parser) rule(n *yaml.Node, path string) (*Rule, bool) {
 		var b bool
 		if kn.Kind != yaml.ScalarNode || kn.Decode(&b) != nil {
 			p.Errorf(kn, path+".api_keys", "must be true or false")
-		} else if b {
-			p.Errorf(kn, path+".api_keys", "API keys are not supported yet: they arrive with Gatehouse API keys "+
-				"(the API-key issue); until then this rule can only accept access tokens, so remove api_keys or set it to false")
 		}
+		r.APIKeys = b
 	}
 
 	if nn := v["name"]; !yamlfile.IsNull(nn) {

@@ -33,6 +33,7 @@ rules:
     path: /reports
     audience: urn:example:reports
     scopes: ["reports:read"]
+    api_keys: true
   - name: edge
     path: /
     audience: https://edge.example.com
@@ -53,13 +54,13 @@ func TestParse(t *testing.T) {
 	}
 	want := []*Rule{ // most specific first
 		{Name: "api.example.com/v1/public/health GET", Host: "api.example.com", Path: "/v1/public/health", Methods: []string{"GET"},
-			Audience: "https://api.example.com/v1", Line: 29},
+			Audience: "https://api.example.com/v1", Line: 30},
 		{Name: "admin", Host: "api.example.com", Path: "/v1/admin", Audience: "https://api.example.com/v1", Scopes: []string{"admin"}, Line: 15},
 		{Name: "write", Host: "api.example.com", Path: "/v1", Methods: []string{"POST", "PUT", "DELETE"},
 			Audience: "https://api.example.com/v1", Scopes: []string{"write"}, Line: 9},
 		{Name: "read", Host: "api.example.com", Path: "/v1", Audience: "https://api.example.com/v1", Scopes: []string{"read"}, Line: 4},
-		{Name: "reports", Host: "*.example.com", Path: "/reports", Audience: "urn:example:reports", Scopes: []string{"reports:read"}, Line: 20},
-		{Name: "edge", Path: "/", Audience: "https://edge.example.com", Line: 25},
+		{Name: "reports", Host: "*.example.com", Path: "/reports", Audience: "urn:example:reports", Scopes: []string{"reports:read"}, APIKeys: true, Line: 20},
+		{Name: "edge", Path: "/", Audience: "https://edge.example.com", Line: 26},
 	}
 	if diff := cmp.Diff(want, rs.All()); diff != "" {
 		t.Errorf("rules (-want +got):\n%s", diff)
@@ -90,8 +91,6 @@ func TestParseErrors(t *testing.T) {
 		{"unknown top field", "rule:\n  - audience: a\n", []string{"r.yaml:1: rule: unknown field (known: realm, rules)"}},
 		{"unknown rule field", "rules:\n  - audience: a\n    scope: [read]\n", []string{"r.yaml:3: rules[0].scope: unknown field"}},
 		{"no audience", "rules:\n  - path: /v1\n", []string{"r.yaml:2: rules[0].audience: is required"}},
-		{"api keys", "rules:\n  - audience: a\n    api_keys: true\n",
-			[]string{"r.yaml:3: rules[0].api_keys: API keys are not supported yet", "the API-key issue", "remove api_keys or set it to false"}},
 		{"api keys not a bool", "rules:\n  - audience: a\n    api_keys: maybe\n", []string{"r.yaml:3: rules[0].api_keys: must be true or false"}},
 		{"bad host", "rules:\n  - audience: a\n    host: api.example.com:8080\n", []string{"r.yaml:3: rules[0].host: \"api.example.com:8080\" is not a host name"}},
 		{"inner wildcard", "rules:\n  - audience: a\n    host: a.*.com\n", []string{"rules[0].host:"}},
@@ -110,7 +109,7 @@ func TestParseErrors(t *testing.T) {
 			[]string{"r.yaml:4: rules[1]: matches the same POST requests as the rule at line 2"}},
 		{"same name", "rules:\n  - audience: a\n    name: x\n  - audience: b\n    name: x\n    path: /y\n",
 			[]string{"r.yaml:4: rules[1].name: \"x\" is also the name of the rule at line 2"}},
-		{"several problems, in line order", "rules:\n  - audience: a\n    api_keys: true\n  - path: x\n",
+		{"several problems, in line order", "rules:\n  - audience: a\n    api_keys: 2\n  - path: x\n",
 			[]string{"r.yaml:3: rules[0].api_keys", "r.yaml:4: rules[1].path", "r.yaml:4: rules[1].audience"}},
 	}
 	for _, tt := range tests {
@@ -245,20 +244,20 @@ func TestOriginalRequest(t *testing.T) {
 		proxy proxy
 		want  original // zero: an error
 	}{
-		{"nginx", req("GET", "/nginx", nginxHeaders), nginx, original{"POST", "api.example.com", "/v1/items"}},
+		{"nginx", req("GET", "/nginx", nginxHeaders), nginx, original{"POST", "api.example.com", "/v1/items", "a=b"}},
 		{"nginx without X-Original-URI", req("GET", "/nginx", map[string]string{"X-Original-Method": "GET"}), nginx, original{}},
 		{"nginx without X-Original-Method", req("GET", "/nginx", map[string]string{"X-Original-URI": "/"}), nginx, original{}},
-		{"forwarded", req("GET", "/traefik", forwardedHeaders), forwarded, original{"DELETE", "api.example.com", "/v1/items/7"}},
+		{"forwarded", req("GET", "/traefik", forwardedHeaders), forwarded, original{"DELETE", "api.example.com", "/v1/items/7", ""}},
 		{"forwarded without host", req("GET", "/traefik", map[string]string{"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/"}), forwarded, original{}},
-		{"envoy", req("PATCH", "/envoy/v1/items/7?x=1", map[string]string{"Host": "api.example.com"}), envoy, original{"PATCH", "api.example.com", "/v1/items/7"}},
-		{"envoy root", req("GET", "/envoy", map[string]string{"Host": "api.example.com"}), envoy, original{"GET", "api.example.com", "/"}},
-		{"envoy root with query", req("GET", "/envoy?x", map[string]string{"Host": "api.example.com"}), envoy, original{"GET", "api.example.com", "/"}},
+		{"envoy", req("PATCH", "/envoy/v1/items/7?x=1", map[string]string{"Host": "api.example.com"}), envoy, original{"PATCH", "api.example.com", "/v1/items/7", "x=1"}},
+		{"envoy root", req("GET", "/envoy", map[string]string{"Host": "api.example.com"}), envoy, original{"GET", "api.example.com", "/", ""}},
+		{"envoy root with query", req("GET", "/envoy?x", map[string]string{"Host": "api.example.com"}), envoy, original{"GET", "api.example.com", "/", "x"}},
 		{"envoy without prefix", req("GET", "/v1", map[string]string{"Host": "api.example.com"}), envoy, original{}},
 		{"bad method", req("GET", "/nginx", map[string]string{"Host": "a", "X-Original-Method": "G E T", "X-Original-URI": "/"}), nginx, original{}},
 		{"bad host", req("GET", "/nginx", map[string]string{"Host": "a/b", "X-Original-Method": "GET", "X-Original-URI": "/"}), nginx, original{}},
 		{"dot segment", req("GET", "/nginx", map[string]string{"Host": "a", "X-Original-Method": "GET", "X-Original-URI": "/x/../y"}), nginx, original{}},
 		{"ipv6 host", req("GET", "/nginx", map[string]string{"Host": "[::1]:80", "X-Original-Method": "GET", "X-Original-URI": "/"}), nginx,
-			original{"GET", "[::1]", "/"}},
+			original{"GET", "[::1]", "/", ""}},
 	}
 	for _, tt := range tests {
 		got, err := originalRequest(tt.r, tt.proxy, "/envoy")

@@ -27,7 +27,8 @@
 // another audience) with the error "Unauthorized", which API Gateway turns into 401 Unauthorized, as the AWS
 // documentation prescribes. (Seed 002 returned a Deny policy, which API Gateway turns into 403 for every bad token:
 // a client cannot tell a token to renew from a permission it lacks.) A valid token lacking the scopes a route needs
-// gets a policy that does not allow that route: 403. When the issuer's keys cannot be fetched, the handlers return
+// gets a policy that does not allow that route: 403. When the credential cannot be checked (the issuer's keys cannot
+// be fetched, or the Gatehouse server cannot be asked about an API key: verify.ErrUnavailable), the handlers return
 // another error, which API Gateway answers with 500, since the caller is not at fault.
 //
 // An HTTP API simple response can only say isAuthorized true or false (API Gateway: 403 for false); a request
@@ -39,6 +40,14 @@
 // org_id: strings only, as API Gateway requires. REST backends read them as
 // $context.authorizer.sub (or event.requestContext.authorizer.sub), HTTP API backends as
 // $context.authorizer.lambda.sub.
+//
+// # Gatehouse API keys
+//
+// Pass verify.Any(tokens, keys), with keys a *verify.APIKeyVerifier, to accept Gatehouse API keys beside access
+// tokens, as "Bearer <key>" in the Authorization header; sub and client_id are then the key's id. Keep the verifier
+// for the life of the execution environment, so its cache and management token outlive an invocation. API Gateway
+// caches the authorizer's answer for its own TTL (300 s by default) on top of APIKeyConfig.CacheTTL: a deleted key
+// may be accepted for the sum of the two, so lower the authorizer's TTL where that matters.
 package lambdaauth
 
 import (
@@ -64,7 +73,7 @@ type Options struct {
 	// "METHOD /path", where METHOD is an HTTP method or * (any) and /path may hold * for any characters, / included
 	// ("GET /reports/*", "* /admin", "POST /items"). A token is allowed the union of its scopes' routes.
 	Routes map[string][]string
-	// Logger receives why tokens were refused (at info) and failures to fetch keys (at error): slog.Default()
+	// Logger receives why tokens were refused (at info) and failures to check them (at error): slog.Default()
 	// when nil. Lambda sends it to CloudWatch Logs.
 	Logger *slog.Logger
 }
@@ -82,7 +91,8 @@ type route struct {
 	path   string // starts with /
 }
 
-// New returns an Authorizer that verifies tokens with v (a *verify.Verifier, usually).
+// New returns an Authorizer that verifies tokens with v: a *verify.Verifier, or verify.Any of one and a
+// *verify.APIKeyVerifier to accept Gatehouse API keys too.
 func New(v verify.TokenVerifier, opts Options) (*Authorizer, error) {
 	if v == nil {
 		return nil, errors.New("lambdaauth: no verifier")
@@ -172,7 +182,7 @@ func (a *Authorizer) HTTPSimple(ctx context.Context, e events.APIGatewayV2Custom
 	}
 	c, err := a.verify(ctx, values[0])
 	if err != nil {
-		if errors.Is(err, verify.ErrJWKSUnavailable) {
+		if errors.Is(err, verify.ErrUnavailable) {
 			return deny, err
 		}
 		return deny, nil
@@ -193,7 +203,7 @@ func (a *Authorizer) policy(ctx context.Context, methodArn, authz string) (event
 	}
 	c, err := a.verify(ctx, authz)
 	if err != nil {
-		if errors.Is(err, verify.ErrJWKSUnavailable) {
+		if errors.Is(err, verify.ErrUnavailable) {
 			return events.APIGatewayCustomAuthorizerResponse{}, err
 		}
 		return events.APIGatewayCustomAuthorizerResponse{}, ErrUnauthorized
@@ -230,8 +240,8 @@ func (a *Authorizer) verify(ctx context.Context, authz string) (*verify.Claims, 
 			return c, nil
 		}
 	}
-	if errors.Is(err, verify.ErrJWKSUnavailable) {
-		a.log.ErrorContext(ctx, "lambdaauth: cannot verify tokens", "err", err)
+	if errors.Is(err, verify.ErrUnavailable) {
+		a.log.ErrorContext(ctx, "lambdaauth: cannot verify credentials", "err", err)
 		return nil, fmt.Errorf("lambdaauth: %w", err)
 	}
 	a.log.InfoContext(ctx, "lambdaauth: refused", "reason", err.Error())

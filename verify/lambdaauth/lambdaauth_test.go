@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -386,5 +387,63 @@ func TestFixtures(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 		f.Close()
+	}
+}
+
+// TestAPIKeys: with verify.Any, a Gatehouse API key is accepted as "Bearer <key>" (principal and sub: the key's id),
+// an unknown one is Unauthorized, and a server that cannot be asked is not the caller's fault (not 401).
+func TestAPIKeys(t *testing.T) {
+	const key = "gate_0123456789ABCDEFGHIJKLMNOPQRSTUVW1hX0W1" // a well-formed key (see package verify's tests)
+	const unknown = "gate_0000000000000000000000000000000004E8DGG"
+	var down atomic.Bool
+	gatehouse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case r.URL.Path == "/oauth/token":
+			w.Write([]byte(`{"access_token":"m","token_type":"Bearer","expires_in":3600}`))
+		case down.Load():
+			http.Error(w, "down", http.StatusServiceUnavailable)
+		default:
+			var in struct{ Key string }
+			json.NewDecoder(r.Body).Decode(&in)
+			if in.Key != key {
+				w.Write([]byte(`{"valid":false,"code":"not_found"}`))
+				return
+			}
+			w.Write([]byte(`{"valid":true,"key_id":"key_1","org_id":"org_acme","grants":[{"audience":"` + audience + `","scopes":["read"]}]}`))
+		}
+	}))
+	defer gatehouse.Close()
+	is := newIssuer(t)
+	keys, err := verify.NewAPIKeyVerifier(verify.APIKeyConfig{ServerURL: gatehouse.URL, ClientID: "edge", ClientSecret: "s",
+		Audience: audience, CacheTTL: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newAuthorizer(t, verify.Any(is.verifier(t), keys), nil)
+	var te events.APIGatewayCustomAuthorizerRequest
+	event(t, "token-event.json", "Bearer "+key, &te)
+	resp, err := a.TokenAuthorizer(context.Background(), te)
+	if err != nil {
+		t.Fatalf("TokenAuthorizer(key): %v", err)
+	}
+	want := allowJSON("Allow", []any{wildcard}, map[string]any{"sub": "key_1", "client_id": "key_1", "scope": "read", "org_id": "org_acme"})
+	want["principalId"] = "key_1"
+	if diff := cmp.Diff(want, policyJSON(t, resp)); diff != "" {
+		t.Errorf("policy (-want +got):\n%s", diff)
+	}
+	event(t, "token-event.json", "Bearer "+is.sign(nil), &te)
+	if resp, err := a.TokenAuthorizer(context.Background(), te); err != nil || resp.PrincipalID != "svc-one" {
+		t.Errorf("a token beside the key: %v, %v", resp.PrincipalID, err)
+	}
+	event(t, "token-event.json", "Bearer "+unknown, &te)
+	if _, err := a.TokenAuthorizer(context.Background(), te); err != lambdaauth.ErrUnauthorized {
+		t.Errorf("unknown key: %v, want Unauthorized", err)
+	}
+	down.Store(true)
+	event(t, "token-event.json", "Bearer "+key, &te)
+	if _, err := a.TokenAuthorizer(context.Background(), te); err == nil || errors.Is(err, lambdaauth.ErrUnauthorized) ||
+		!errors.Is(err, verify.ErrAPIKeyUnavailable) {
+		t.Errorf("server down: %v, want an error wrapping ErrAPIKeyUnavailable", err)
 	}
 }

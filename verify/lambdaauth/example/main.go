@@ -11,6 +11,15 @@
 //	AUTHORIZER_TYPE           TOKEN (default) or REQUEST for REST APIs; HTTP for HTTP APIs (payload format 2.0,
 //	                          simple responses)
 //
+// and, to accept Gatehouse API keys ("Bearer <key>") beside access tokens, checked online with the server:
+//
+//	GATEHOUSE_SERVER          the Gatehouse server's URL, e.g. https://auth.example.com
+//	GATEHOUSE_CLIENT_ID       a client granted verify:apikeys of urn:gatehouse:management
+//	GATEHOUSE_CLIENT_SECRET   its secret
+//
+// An accepted key is trusted for verify.DefaultAPIKeyCacheTTL (30 s), plus API Gateway's own authorizer cache TTL:
+// together, the delay before a deleted key is refused.
+//
 // Build for the provided.al2023 runtime, which runs an executable named bootstrap, and zip it:
 //
 //	GOOS=linux GOARCH=amd64 CGO_ENABLED=0 go build -tags lambda.norpc -o bootstrap ./verify/lambdaauth/example
@@ -51,9 +60,18 @@ func run(log *slog.Logger) error {
 	if iss == "" || aud == "" {
 		return fmt.Errorf("set ISSUER and AUDIENCE (and JWKS_URI, or let it be discovered from ISSUER)")
 	}
-	v, err := verify.New(verify.Config{Issuer: iss, Audiences: []string{aud}, JWKSURL: os.Getenv("JWKS_URI"), Logger: log})
+	tokens, err := verify.New(verify.Config{Issuer: iss, Audiences: []string{aud}, JWKSURL: os.Getenv("JWKS_URI"), Logger: log})
 	if err != nil {
 		return err
+	}
+	var v verify.TokenVerifier = tokens
+	if server := os.Getenv("GATEHOUSE_SERVER"); server != "" {
+		keys, err := verify.NewAPIKeyVerifier(verify.APIKeyConfig{ServerURL: server, Audience: aud,
+			ClientID: os.Getenv("GATEHOUSE_CLIENT_ID"), ClientSecret: os.Getenv("GATEHOUSE_CLIENT_SECRET")})
+		if err != nil {
+			return err
+		}
+		v = verify.Any(tokens, keys)
 	}
 	a, err := lambdaauth.New(v, lambdaauth.Options{Logger: log})
 	if err != nil {
