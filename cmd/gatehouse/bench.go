@@ -21,6 +21,7 @@ const benchMaxConc = 4096
 
 // benchFlags are the flags of gatehouse bench.
 type benchFlags struct {
+	modes       []string
 	algs        []string
 	concurrency []int
 	duration    time.Duration
@@ -37,6 +38,10 @@ func newBenchCmd(stdout, stderr io.Writer) *cobra.Command {
 127.0.0.1 port, with a fresh SQLite database in a temporary directory, one API per signing algorithm and one
 client, and requests tokens from it with c concurrent keep-alive connections for each concurrency level.
 
+--modes chooses what the server is loaded with: token (client_credentials, the default), exchange (one API key
+exchanged for a token, RFC 8693) and verify (POST /api/v1/apikeys/verify, a gateway checking one API key with a
+management token). token and exchange run once per algorithm; verify, which signs nothing, once.
+
 Next to every result it measures two ceilings in the same run, so that results on a shared or noisy machine are
 read as ratios: the raw JWS signing rate of the algorithm (the bare signature primitive in this process, one goroutine per CPU, servers
 idle), and the request rate of a trivial net/http handler in a separate process under the same load generator,
@@ -52,7 +57,8 @@ bench exits 0 when it ran, whether or not the targets were met.
 Every flag also reads the environment variable GATEHOUSE_<FLAG> (e.g. GATEHOUSE_DURATION).
 Examples:
   gatehouse bench
-  gatehouse bench --algs ES256 --concurrency 1,8,32 --duration 10s --markdown`,
+  gatehouse bench --algs ES256 --concurrency 1,8,32 --duration 10s --markdown
+  gatehouse bench --modes exchange,verify --concurrency 16,64`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := bindEnv(cmd, os.LookupEnv); err != nil {
@@ -70,6 +76,7 @@ Examples:
 		},
 	}
 	fl := cmd.Flags()
+	fl.StringSliceVar(&f.modes, "modes", []string{"token"}, "what to load the server with: token, exchange, verify")
 	fl.StringSliceVar(&f.algs, "algs", []string{"RS256", "ES256", "EdDSA"}, "signing algorithms to bench: RS256, ES256, EdDSA")
 	fl.IntSliceVar(&f.concurrency, "concurrency", []int{1, 16, 64}, "concurrent connections, one cell per level")
 	fl.DurationVar(&f.duration, "duration", 5*time.Second, "measured time per target in each cell")
@@ -82,6 +89,16 @@ Examples:
 // options validates the flags; its errors are usage errors.
 func (f *benchFlags) options(cmd *cobra.Command) (bench.Options, error) {
 	o := bench.Options{Duration: f.duration, Warmup: f.warmup, Markdown: f.markdown, CommandLine: benchCommandLine(cmd)}
+	for _, s := range f.modes {
+		m := bench.Mode(strings.TrimSpace(s))
+		if !slices.Contains(bench.Modes, m) {
+			return o, usageError{fmt.Errorf("--modes: %q is not a mode: use token, exchange or verify", s)}
+		}
+		if slices.Contains(o.Modes, m) {
+			return o, usageError{fmt.Errorf("--modes: %s is listed twice", m)}
+		}
+		o.Modes = append(o.Modes, m)
+	}
 	for _, s := range f.algs {
 		alg := auth.Algorithm(strings.TrimSpace(s))
 		if !alg.Valid() {
@@ -102,6 +119,8 @@ func (f *benchFlags) options(cmd *cobra.Command) (bench.Options, error) {
 		o.Concurrency = append(o.Concurrency, c)
 	}
 	switch {
+	case len(o.Modes) == 0:
+		return o, usageError{errors.New("--modes: name at least one mode")}
 	case len(o.Algs) == 0:
 		return o, usageError{errors.New("--algs: name at least one algorithm")}
 	case len(o.Concurrency) == 0:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -152,14 +153,14 @@ func (c *Checker) lookup(ctx context.Context, hash string) (entry, error) {
 	now := c.now()
 	c.mu.RLock()
 	e, ok := c.entries[hash]
+	gen := c.gen
 	c.mu.RUnlock()
 	if ok && now.Before(e.expires) {
 		return e, nil
 	}
-	v, err, _ := c.loads.Do(hash, func() (any, error) {
-		c.mu.RLock()
-		gen := c.gen
-		c.mu.RUnlock()
+	// Checks share a load only within one generation: a check that starts after an invalidation must not take the
+	// answer of a load that may have read the store before the change.
+	v, err, _ := c.loads.Do(strconv.FormatUint(gen, 36)+":"+hash, func() (any, error) {
 		e, err := c.load(context.WithoutCancel(ctx), hash)
 		if err != nil {
 			return entry{}, err

@@ -1,13 +1,15 @@
 // Package bench is the load test behind `gatehouse bench`: it starts `gatehouse serve` and a trivial net/http
 // handler as separate processes, loads both with the same requests at each concurrency level, measures the bare
 // signing rate of each algorithm in the same run, and reports the results next to those two ceilings, with the CPU
-// time per request and the server's peak memory.
+// time per request and the server's peak memory. It loads the server with token requests (client_credentials),
+// API key exchanges (RFC 8693), or the gateway's API key check, or any of them in one run (Mode).
 package bench
 
 import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -28,9 +30,32 @@ import (
 // The resources the bench declares in the server under test.
 const (
 	benchClientID  = "bench-client"
-	benchSecretVar = "BENCH_CLIENT_SECRET" // how the client secret reaches the server's config file
+	benchAdminID   = "bench-admin"         // makes the API key and checks it, with management tokens
+	benchSecretVar = "BENCH_CLIENT_SECRET" // how the client secrets reach the server's config file
 	tokenType      = "at+jwt"              // the typ of Gatehouse access tokens (RFC 9068)
 )
+
+// Mode is what the bench loads the server with. Each mode is measured against the trivial handler; token and
+// exchange run once per algorithm, each also against that algorithm's signing ceiling.
+type Mode string
+
+const (
+	// ModeToken is POST /oauth/token with client_credentials, HTTP Basic and an audience.
+	ModeToken Mode = "token"
+	// ModeExchange is POST /oauth/token exchanging one API key (RFC 8693) for a token for an audience.
+	ModeExchange Mode = "exchange"
+	// ModeVerify is POST /api/v1/apikeys/verify: a gateway checking one API key for an audience and a scope, with
+	// a management token.
+	ModeVerify Mode = "verify"
+)
+
+// Modes lists the modes in the order a run measures them.
+var Modes = []Mode{ModeToken, ModeExchange, ModeVerify}
+
+// keyed reports whether any of modes needs an API key.
+func keyed(modes []Mode) bool {
+	return slices.Contains(modes, ModeExchange) || slices.Contains(modes, ModeVerify)
+}
 
 // Fixed parts of a run.
 const (
@@ -45,11 +70,12 @@ func benchAudience(alg auth.Algorithm) string {
 }
 
 // Options are the settings of a run. Run expects them valid: at least one algorithm and one concurrency level, none
-// listed twice, a positive Duration and a Warmup that is not negative.
+// listed twice, modes from Modes, none twice, a positive Duration and a Warmup that is not negative.
 type Options struct {
 	// Binary is the gatehouse binary. Run starts it twice, as `serve` (the server under test) and as
 	// `bench serve-trivial ADDR` (the trivial handler, see ServeTrivial).
 	Binary      string
+	Modes       []Mode // what to load the server with, measured in the order of Modes; nil for ModeToken
 	Algs        []auth.Algorithm
 	Concurrency []int         // concurrent connections, one cell per level
 	Duration    time.Duration // measured time per target in each cell
@@ -65,6 +91,9 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
+	if len(o.Modes) == 0 {
+		o.Modes = []Mode{ModeToken}
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	dir, err := os.MkdirTemp("", "gatehouse-bench-")
@@ -75,7 +104,7 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 
 	secret := auth.NewSecret()
 	configFile := filepath.Join(dir, "bench.yaml")
-	if err := os.WriteFile(configFile, benchConfig(o.Algs), 0o600); err != nil {
+	if err := os.WriteFile(configFile, benchConfig(o.Algs, keyed(o.Modes)), 0o600); err != nil {
 		return err
 	}
 	env := append(childEnv(os.Environ()), "GATEHOUSE_ROOT_KEY="+rootkey.Generate().String(), benchSecretVar+"="+secret)
@@ -129,6 +158,13 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 		return benchErr(ctx, fmt.Errorf("trivial handler: %w", err))
 	}
 
+	var key string
+	if keyed(o.Modes) {
+		if key, err = newAPIKey(ctx, serverURL, secret, o.Algs); err != nil {
+			return benchErr(ctx, fmt.Errorf("make the bench's API key: %w", err))
+		}
+	}
+
 	plan := newCellPlan(o, len(o.Concurrency))
 	rep := &benchReport{
 		Start:       time.Now(),
@@ -137,32 +173,49 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 		Command:     o.CommandLine,
 		Plan:        plan,
 		Concurrency: o.Concurrency,
+		Modes:       o.Modes,
 	}
-	for _, alg := range o.Algs {
-		req := benchRequest{
-			body:  []byte(url.Values{"grant_type": {"client_credentials"}, "audience": {benchAudience(alg)}}.Encode()),
-			authz: "Basic " + base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(benchClientID)+":"+url.QueryEscape(secret))),
+	srv, triv := benchTarget{serverURL, server.cmd.Process.Pid}, benchTarget{trivialURL, trivial.cmd.Process.Pid}
+	for _, mode := range Modes {
+		if !slices.Contains(o.Modes, mode) {
+			continue
 		}
-		claims, err := preflight(ctx, serverURL+"/oauth/token", req, alg)
-		if err != nil {
-			return benchErr(ctx, fmt.Errorf("%s: %w", alg, err))
-		}
-		sign, err := newCeilingSigner(alg, claims)
-		if err != nil {
-			return benchErr(ctx, fmt.Errorf("%s signing ceiling: %w", alg, err))
-		}
-		res := algResult{Alg: alg, ClaimsBytes: len(claims)}
-		for _, c := range o.Concurrency {
-			fmt.Fprintf(o.Progress, "bench: %s c=%d\n", alg, c)
-			cell, err := runCell(ctx, plan, c, benchTarget{serverURL, server.cmd.Process.Pid},
-				benchTarget{trivialURL, trivial.cmd.Process.Pid}, req, sign)
+		if mode == ModeVerify {
+			mgmt, err := managementToken(ctx, serverURL, secret, auth.ScopeVerifyAPIKeys) // lives an hour from now
 			if err != nil {
 				return benchErr(ctx, err)
 			}
-			res.Cells = append(res.Cells, cell)
+			req := verifyRequest(key, mgmt, benchAudience(o.Algs[0]))
+			if err := preflightVerify(ctx, serverURL, req); err != nil {
+				return benchErr(ctx, fmt.Errorf("verify: %w", err))
+			}
+			res, err := runCells(ctx, o, plan, srv, triv, algResult{Mode: mode}, req, nil)
+			if err != nil {
+				return benchErr(ctx, err)
+			}
+			rep.Algs = append(rep.Algs, res)
+			continue
 		}
-		res.SignOps, res.SignMin, res.SignMax, res.SignCPU = sign.rate(), sign.min, sign.max, sign.cpuPerOp()
-		rep.Algs = append(rep.Algs, res)
+		for _, alg := range o.Algs {
+			req := tokenRequest(alg, secret)
+			if mode == ModeExchange {
+				req = exchangeRequest(alg, key)
+			}
+			claims, err := preflight(ctx, serverURL, req, alg)
+			if err != nil {
+				return benchErr(ctx, fmt.Errorf("%s %s: %w", mode, alg, err))
+			}
+			sign, err := newCeilingSigner(alg, claims)
+			if err != nil {
+				return benchErr(ctx, fmt.Errorf("%s signing ceiling: %w", alg, err))
+			}
+			res, err := runCells(ctx, o, plan, srv, triv, algResult{Mode: mode, Alg: alg, ClaimsBytes: len(claims)}, req, sign)
+			if err != nil {
+				return benchErr(ctx, err)
+			}
+			res.SignOps, res.SignMin, res.SignMax, res.SignCPU = sign.rate(), sign.min, sign.max, sign.cpuPerOp()
+			rep.Algs = append(rep.Algs, res)
+		}
 	}
 	rep.Elapsed = time.Since(rep.Start)
 	rep.LoadAfter = loadAverage()
@@ -181,6 +234,139 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 	return nil
 }
 
+// runCells runs one cell of res's mode and algorithm per concurrency level, adding them to res.
+func runCells(ctx context.Context, o Options, plan cellPlan, server, trivial benchTarget, res algResult, req benchRequest, sign *ceilingSigner) (algResult, error) {
+	for _, c := range o.Concurrency {
+		fmt.Fprintf(o.Progress, "bench: %s c=%d\n", res.title(), c)
+		cell, err := runCell(ctx, plan, c, server, trivial, req, sign)
+		if err != nil {
+			return res, err
+		}
+		res.Cells = append(res.Cells, cell)
+	}
+	return res, nil
+}
+
+// tokenRequest is ModeToken's request: client_credentials for alg's API, with HTTP Basic.
+func tokenRequest(alg auth.Algorithm, secret string) benchRequest {
+	return benchRequest{
+		path:  "/oauth/token",
+		body:  []byte(url.Values{"grant_type": {"client_credentials"}, "audience": {benchAudience(alg)}}.Encode()),
+		authz: "Basic " + base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(benchClientID)+":"+url.QueryEscape(secret))),
+	}
+}
+
+// RFC 8693 token exchange of an API key.
+const (
+	grantTokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange"
+	tokenTypeAPIKey    = "urn:gatehouse:params:oauth:token-type:api-key"
+)
+
+// exchangeRequest is ModeExchange's request: the API key exchanged for a token for alg's API, with no client
+// authentication (the key is the credential).
+func exchangeRequest(alg auth.Algorithm, key string) benchRequest {
+	return benchRequest{
+		path: "/oauth/token",
+		body: []byte(url.Values{"grant_type": {grantTokenExchange}, "subject_token": {key},
+			"subject_token_type": {tokenTypeAPIKey}, "audience": {benchAudience(alg)}}.Encode()),
+	}
+}
+
+// verifyRequest is ModeVerify's request: a gateway asking whether key is good for audience with scope read.
+func verifyRequest(key, mgmtToken, audience string) benchRequest {
+	body, _ := json.Marshal(map[string]any{"key": key, "audience": audience, "scopes": []string{"read"}})
+	return benchRequest{path: "/api/v1/apikeys/verify", contentType: "application/json", body: body, authz: "Bearer " + mgmtToken}
+}
+
+// managementToken gets a management token with scope as the bench administrator.
+func managementToken(ctx context.Context, serverURL, secret, scope string) (string, error) {
+	client := &http.Client{Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	err := call(ctx, client, serverURL, benchRequest{
+		path:  "/oauth/token",
+		body:  []byte(url.Values{"grant_type": {"client_credentials"}, "audience": {auth.ManagementAudience}, "scope": {scope}}.Encode()),
+		authz: "Basic " + base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(benchAdminID)+":"+url.QueryEscape(secret))),
+	}, http.StatusOK, &tok)
+	if err != nil {
+		return "", fmt.Errorf("management token: %w", err)
+	}
+	return tok.AccessToken, nil
+}
+
+// newAPIKey makes an API key granted scopes read and write of every bench API, as the bench administrator.
+func newAPIKey(ctx context.Context, serverURL, secret string, algs []auth.Algorithm) (string, error) {
+	mgmt, err := managementToken(ctx, serverURL, secret, auth.ScopeWriteAPIKeys)
+	if err != nil {
+		return "", err
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	type grant struct {
+		Audience string   `json:"audience"`
+		Scopes   []string `json:"scopes"`
+	}
+	in := struct {
+		Name   string  `json:"name"`
+		Grants []grant `json:"grants"`
+	}{Name: "bench"}
+	for _, alg := range algs {
+		in.Grants = append(in.Grants, grant{benchAudience(alg), []string{"read", "write"}})
+	}
+	body, err := json.Marshal(in)
+	if err != nil {
+		return "", err
+	}
+	var created struct {
+		Key string `json:"key"`
+	}
+	err = call(ctx, client, serverURL, benchRequest{path: "/api/v1/apikeys", contentType: "application/json", body: body,
+		authz: "Bearer " + mgmt}, http.StatusCreated, &created)
+	if err != nil {
+		return "", fmt.Errorf("create: %w", err)
+	}
+	if created.Key == "" {
+		return "", errors.New("create: no key in the answer")
+	}
+	return created.Key, nil
+}
+
+// preflightVerify checks that req gets {"valid":true}.
+func preflightVerify(ctx context.Context, serverURL string, req benchRequest) error {
+	client := &http.Client{Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	var res struct {
+		Valid bool   `json:"valid"`
+		Code  string `json:"code"`
+	}
+	if err := call(ctx, client, serverURL, req, http.StatusOK, &res); err != nil {
+		return fmt.Errorf("first check: %w", err)
+	}
+	if !res.Valid {
+		return fmt.Errorf("first check: the key is not valid (code %q)", res.Code)
+	}
+	return nil
+}
+
+// call sends req and decodes the JSON answer into v, which must have status want.
+func call(ctx context.Context, client *http.Client, serverURL string, req benchRequest, want int, v any) error {
+	resp, err := req.do(ctx, client, serverURL)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != want {
+		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(raw))
+	}
+	return json.Unmarshal(raw, v)
+}
+
 // benchErr returns the reason the run was cancelled, if it was, rather than err.
 func benchErr(ctx context.Context, err error) error {
 	if cause := context.Cause(ctx); cause != nil {
@@ -192,8 +378,9 @@ func benchErr(ctx context.Context, err error) error {
 	return err
 }
 
-// benchConfig is the declarative file of the server under test: one API per algorithm and one client granted all.
-func benchConfig(algs []auth.Algorithm) []byte {
+// benchConfig is the declarative file of the server under test: one API per algorithm and one client granted all;
+// with admin, also an administrator that may make and check API keys.
+func benchConfig(algs []auth.Algorithm, admin bool) []byte {
 	var b strings.Builder
 	b.WriteString("apis:\n")
 	for _, alg := range algs {
@@ -204,6 +391,11 @@ func benchConfig(algs []auth.Algorithm) []byte {
 		benchClientID, benchSecretVar)
 	for _, alg := range algs {
 		fmt.Fprintf(&b, "      - audience: %s\n        scopes: [read, write]\n", benchAudience(alg))
+	}
+	if admin {
+		fmt.Fprintf(&b, "  - client_id: %s\n    name: Bench administrator\n    client_secret: ${%s}\n    grants:\n"+
+			"      - audience: %s\n        scopes: [%s, %s]\n",
+			benchAdminID, benchSecretVar, auth.ManagementAudience, auth.ScopeWriteAPIKeys, auth.ScopeVerifyAPIKeys)
 	}
 	return []byte(b.String())
 }

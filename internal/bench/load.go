@@ -28,29 +28,38 @@ import (
 	"github.com/gatehouse/gatehouse/internal/auth"
 )
 
-// benchRequest is the token request every load-generator goroutine sends.
+// benchRequest is the POST every load-generator goroutine sends, to the server and to the trivial handler alike.
 type benchRequest struct {
-	body  []byte // the form
-	authz string // the Authorization header
+	path        string // e.g. /oauth/token
+	contentType string // "" for a form
+	body        []byte
+	authz       string // the Authorization header; "" for none
 }
 
-func (r benchRequest) do(ctx context.Context, client *http.Client, url string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(r.body))
+// do sends the request to the server at base (scheme and host).
+func (r benchRequest) do(ctx context.Context, client *http.Client, base string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+r.path, bytes.NewReader(r.body))
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	ct := r.contentType
+	if ct == "" {
+		ct = "application/x-www-form-urlencoded"
+	}
+	req.Header.Set("Content-Type", ct)
 	req.Header.Set("Accept", "application/json")
-	req.Header.Set("Authorization", r.authz)
+	if r.authz != "" {
+		req.Header.Set("Authorization", r.authz)
+	}
 	return client.Do(req)
 }
 
-// preflight gets one token, checks that it is an at+jwt signed with alg, and returns its claims: the payload the
-// signing ceiling signs.
-func preflight(ctx context.Context, url string, r benchRequest, alg auth.Algorithm) ([]byte, error) {
+// preflight gets one token from the server at base, checks that it is an at+jwt signed with alg, and returns its
+// claims: the payload the signing ceiling signs.
+func preflight(ctx context.Context, base string, r benchRequest, alg auth.Algorithm) ([]byte, error) {
 	client := &http.Client{Timeout: 10 * time.Second}
 	defer client.CloseIdleConnections()
-	resp, err := r.do(ctx, client, url)
+	resp, err := r.do(ctx, client, base)
 	if err != nil {
 		return nil, fmt.Errorf("first token request: %w", err)
 	}
@@ -117,11 +126,12 @@ type benchTarget struct {
 	pid int
 }
 
-// runCell measures the server and the trivial handler at concurrency c, and adds to sign's measurement.
+// runCell measures the server and the trivial handler at concurrency c, and adds to sign's measurement (nil: no
+// signing ceiling, as for ModeVerify).
 func runCell(ctx context.Context, p cellPlan, c int, server, trivialHandler benchTarget, req benchRequest, sign *ceilingSigner) (cellResult, error) {
-	gatehouse := newLoadGen(server.url+"/oauth/token", server.pid, req, c)
+	gatehouse := newLoadGen(server.url, server.pid, req, c)
 	defer gatehouse.close()
-	trivial := newLoadGen(trivialHandler.url+"/oauth/token", trivialHandler.pid, req, c)
+	trivial := newLoadGen(trivialHandler.url, trivialHandler.pid, req, c)
 	defer trivial.close()
 	targets := []*loadGen{trivial, gatehouse}
 	for _, g := range targets {
@@ -130,8 +140,10 @@ func runCell(ctx context.Context, p cellPlan, c int, server, trivialHandler benc
 		}
 	}
 	for range p.rounds {
-		if err := sign.run(ctx, p.signSlice); err != nil {
-			return cellResult{}, err
+		if sign != nil {
+			if err := sign.run(ctx, p.signSlice); err != nil {
+				return cellResult{}, err
+			}
 		}
 		for _, g := range targets {
 			if err := g.run(ctx, p.slice, true); err != nil {
@@ -264,7 +276,7 @@ type loadResult struct {
 
 // loadGen is the load generator for one target: c goroutines sharing one keep-alive transport, run in slices.
 type loadGen struct {
-	url      string
+	url      string // the target's base URL
 	req      benchRequest
 	tr       *http.Transport
 	client   *http.Client

@@ -34,8 +34,9 @@ type benchReport struct {
 	Command     string
 	Plan        cellPlan
 	Concurrency []int
-	Algs        []algResult
-	PeakRSS     int64 // bytes; 0 when it could not be read
+	Modes       []Mode
+	Algs        []algResult // one per mode and algorithm (ModeVerify: one, with no algorithm)
+	PeakRSS     int64       // bytes; 0 when it could not be read
 	RSSSamples  int
 	RSSErr      error
 	HWM         int64
@@ -44,7 +45,8 @@ type benchReport struct {
 }
 
 type algResult struct {
-	Alg         auth.Algorithm
+	Mode        Mode
+	Alg         auth.Algorithm // "" for ModeVerify
 	ClaimsBytes int
 	SignOps     float64       // the signing ceiling
 	SignMin     float64       // its slowest slice
@@ -60,6 +62,17 @@ type cellResult struct {
 }
 
 func (c cellResult) ofTrivial() float64 { return ratio(c.Gatehouse.Rate, c.Trivial.Rate) }
+
+// title names the result: the algorithm for ModeToken (as the bench always has), else the mode too.
+func (a algResult) title() string {
+	switch a.Mode {
+	case ModeExchange:
+		return "API key exchange " + string(a.Alg)
+	case ModeVerify:
+		return "API key verify"
+	}
+	return string(a.Alg)
+}
 
 func (a algResult) cell(c int) (cellResult, bool) {
 	i := slices.IndexFunc(a.Cells, func(x cellResult) bool { return x.C == c })
@@ -94,7 +107,30 @@ func passFail(ok bool) string {
 func (r *benchReport) checks() []check {
 	var out []check
 	highest := slices.Max(r.Concurrency)
+	trivialLevels := slices.DeleteFunc(slices.Clone(targetTrivialConcurrency), func(c int) bool { return !slices.Contains(r.Concurrency, c) })
+	if len(trivialLevels) == 0 {
+		trivialLevels = []int{highest}
+	}
+	// ofTrivial judges a result against the trivial handler at trivialLevels.
+	ofTrivial := func(a algResult, what string) check {
+		ok := true
+		var parts []string
+		for _, c := range trivialLevels {
+			cell, _ := a.cell(c)
+			q := cell.ofTrivial()
+			ok = ok && q >= targetOfTrivial
+			parts = append(parts, fmt.Sprintf("c=%d: %.1f%% (%s / %s)", c, q*100, fmtRate(cell.Gatehouse.Rate), fmtRate(cell.Trivial.Rate)))
+		}
+		return check{passFail(ok), fmt.Sprintf("%s ≥ %.0f%% of the trivial handler at the same concurrency", what, targetOfTrivial*100),
+			strings.Join(parts, ", ")}
+	}
 	for _, a := range r.Algs {
+		if a.Mode == ModeVerify {
+			out = append(out, ofTrivial(a, "API key verify checks/s"))
+		}
+		if a.Mode != ModeToken {
+			continue // the issues set no other targets for the exchange
+		}
 		switch a.Alg {
 		case auth.RS256:
 			best := slices.MaxFunc(a.Cells, func(x, y cellResult) int { return cmp.Compare(x.Gatehouse.Rate, y.Gatehouse.Rate) })
@@ -103,21 +139,7 @@ func (r *benchReport) checks() []check {
 				fmt.Sprintf("RS256 tokens/s ≥ %.0f%% of the RS256 signing ceiling", targetRSAOfSigning*100),
 				fmt.Sprintf("best %s tokens/s at c=%d = %.1f%% of %s ops/s", fmtRate(best.Gatehouse.Rate), best.C, q*100, fmtRate(a.SignOps))})
 		default:
-			levels := slices.DeleteFunc(slices.Clone(targetTrivialConcurrency), func(c int) bool { return !slices.Contains(r.Concurrency, c) })
-			if len(levels) == 0 {
-				levels = []int{highest}
-			}
-			ok := true
-			var parts []string
-			for _, c := range levels {
-				cell, _ := a.cell(c)
-				q := cell.ofTrivial()
-				ok = ok && q >= targetOfTrivial
-				parts = append(parts, fmt.Sprintf("c=%d: %.1f%% (%s / %s)", c, q*100, fmtRate(cell.Gatehouse.Rate), fmtRate(cell.Trivial.Rate)))
-			}
-			out = append(out, check{passFail(ok),
-				fmt.Sprintf("%s tokens/s ≥ %.0f%% of the trivial handler at the same concurrency", a.Alg, targetOfTrivial*100),
-				strings.Join(parts, ", ")})
+			out = append(out, ofTrivial(a, string(a.Alg)+" tokens/s"))
 		}
 	}
 	p99At := targetP99Concurrency
@@ -125,6 +147,9 @@ func (r *benchReport) checks() []check {
 		p99At = highest
 	}
 	for _, a := range r.Algs {
+		if a.Mode != ModeToken {
+			continue
+		}
 		cell, _ := a.cell(p99At)
 		detail := fmt.Sprintf("p99 %s at c=%d", fmtMs(cell.Gatehouse.P99), p99At)
 		if p99At != targetP99Concurrency {
@@ -164,7 +189,7 @@ func (r *benchReport) errorLines() []string {
 		for _, c := range a.Cells {
 			for name, l := range map[string]loadResult{"gatehouse": c.Gatehouse, "trivial handler": c.Trivial} {
 				if l.Errors > 0 {
-					out = append(out, fmt.Sprintf("%s c=%d %s: %d errors, the first: %s", a.Alg, c.C, name, l.Errors, l.FirstErr))
+					out = append(out, fmt.Sprintf("%s c=%d %s: %d errors, the first: %s", a.title(), c.C, name, l.Errors, l.FirstErr))
 				}
 			}
 		}
@@ -200,8 +225,26 @@ func fmtMB(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/1e6) }
 const (
 	descServer  = "`gatehouse serve`: a separate process, fresh SQLite database, default settings; request logging on (info level, one line per request, to a file)"
 	descTrivial = "a net/http handler that reads the body and answers `{\"ok\":true}` with the headers of a token response, in a separate process"
-	descLoad    = "in the bench process on the same machine: c goroutines, one keep-alive transport, POST /oauth/token (form body, HTTP Basic), client_credentials with an audience"
+	descLoad    = "in the bench process on the same machine: c goroutines, one keep-alive transport, "
 )
+
+// descRequest describes each mode's request.
+var descRequest = map[Mode]string{
+	ModeToken:    "POST /oauth/token (form body, HTTP Basic), client_credentials with an audience",
+	ModeExchange: "API key exchange: POST /oauth/token (form body, no client authentication), RFC 8693 token exchange of one API key with an audience",
+	ModeVerify:   "API key verify: POST /api/v1/apikeys/verify (JSON body: one API key, an audience and a scope; one ES256 management bearer token for the whole run)",
+}
+
+// loadDesc describes the load generator and the requests of the run's modes.
+func (r *benchReport) loadDesc() string {
+	reqs := make([]string, 0, len(r.Modes))
+	for _, m := range Modes {
+		if slices.Contains(r.Modes, m) {
+			reqs = append(reqs, descRequest[m])
+		}
+	}
+	return descLoad + strings.Join(reqs, "; ")
+}
 
 func (r *benchReport) settings() string {
 	cs := make([]string, len(r.Concurrency))
@@ -209,9 +252,13 @@ func (r *benchReport) settings() string {
 		cs[i] = strconv.Itoa(c)
 	}
 	p := r.Plan
-	return fmt.Sprintf("concurrency %s; per cell, %s warmup on each target, then %d round(s) of: signing %s, trivial "+
+	s := fmt.Sprintf("concurrency %s; per cell, %s warmup on each target, then %d round(s) of: signing %s, trivial "+
 		"handler %s, gatehouse %s (%s measured per target; the ceilings and the server take turns, so they see the same noise)",
 		strings.Join(cs, ", "), p.warmup, p.rounds, p.signSlice, p.slice, p.slice, time.Duration(p.rounds)*p.slice)
+	if slices.Contains(r.Modes, ModeVerify) {
+		s += "; API key verify has no signing slice"
+	}
+	return s
 }
 
 func (r *benchReport) loadLine() string {
@@ -235,6 +282,9 @@ func (r *benchReport) memLine() string {
 }
 
 func (a algResult) ceilingLine(gomaxprocs int) string {
+	if a.Mode == ModeVerify {
+		return "no token is signed, so the ceiling is the trivial handler's (the ES256 management token is verified on its first use and remembered until it expires)"
+	}
 	return fmt.Sprintf("signing ceiling %s ops/s (bare primitive, %s, %d goroutines, the server's %d-byte claims; slices %s–%s)",
 		fmtRate(a.SignOps), keyDesc[a.Alg], gomaxprocs, a.ClaimsBytes, fmtRate(a.SignMin), fmtRate(a.SignMax))
 }
@@ -242,11 +292,26 @@ func (a algResult) ceilingLine(gomaxprocs int) string {
 var keyDesc = map[auth.Algorithm]string{auth.RS256: "RSA 2048", auth.ES256: "P-256", auth.EdDSA: "Ed25519"}
 
 // row is one table row: concurrency | tokens/s | p50 | p99 | max | errors | trivial req/s | issuance/trivial |
-// issuance/signing ceiling.
+// issuance/signing ceiling, the last "—" for ModeVerify.
 func (a algResult) row(c cellResult) []string {
 	g := c.Gatehouse
+	ofSigning := "—"
+	if a.Mode != ModeVerify {
+		ofSigning = fmtPct(ratio(g.Rate, a.SignOps))
+	}
 	return []string{strconv.Itoa(c.C), fmtRate(g.Rate), fmtMs(g.P50), fmtMs(g.P99), fmtMs(g.Max), strconv.Itoa(g.Errors),
-		fmtRate(c.Trivial.Rate), fmtPct(c.ofTrivial()), fmtPct(ratio(g.Rate, a.SignOps))}
+		fmtRate(c.Trivial.Rate), fmtPct(c.ofTrivial()), ofSigning}
+}
+
+// columns heads the result's table: benchColumns, named for what the mode counts.
+func (a algResult) columns() []string {
+	switch a.Mode {
+	case ModeExchange:
+		return []string{"concurrency", "tokens/s", "p50", "p99", "max", "errors", "trivial req/s", "exchange/trivial", "exchange/signing ceiling"}
+	case ModeVerify:
+		return []string{"concurrency", "checks/s", "p50", "p99", "max", "errors", "trivial req/s", "verify/trivial", "of a signing ceiling"}
+	}
+	return benchColumns
 }
 
 // cpuColumns head the table of CPU time per request; each row is one cell.
@@ -255,10 +320,14 @@ var cpuColumns = []string{"CPU per request", "gatehouse server", "of it, one sig
 // cpuRow is one row of the CPU table; ok is false when CPU time could not be read.
 func (a algResult) cpuRow(c cellResult) (row []string, ok bool) {
 	g, t := c.Gatehouse, c.Trivial
-	if g.TargetCPU == 0 || t.TargetCPU == 0 || a.SignCPU == 0 {
+	if g.TargetCPU == 0 || t.TargetCPU == 0 || (a.SignCPU == 0 && a.Mode != ModeVerify) {
 		return nil, false
 	}
-	return []string{fmt.Sprintf("c=%d", c.C), fmtUs(g.TargetCPU), fmtUs(a.SignCPU), fmtUs(t.TargetCPU), fmtUs(g.GenCPU), fmtUs(t.GenCPU)}, true
+	sign := "—"
+	if a.Mode != ModeVerify {
+		sign = fmtUs(a.SignCPU)
+	}
+	return []string{fmt.Sprintf("c=%d", c.C), fmtUs(g.TargetCPU), sign, fmtUs(t.TargetCPU), fmtUs(g.GenCPU), fmtUs(t.GenCPU)}, true
 }
 
 func fmtUs(d time.Duration) string {
@@ -277,17 +346,17 @@ func (r *benchReport) writePlain(w io.Writer) {
 		{"server", strings.ReplaceAll(descServer, "`", "")},
 		{"server log", r.logLine()},
 		{"trivial", strings.ReplaceAll(descTrivial, "`", "")},
-		{"load", descLoad},
+		{"load", r.loadDesc()},
 		{"settings", r.settings()},
 	} {
 		fmt.Fprintf(tw, "  %s\t%s\n", kv[0], kv[1])
 	}
 	tw.Flush()
 	for _, a := range r.Algs {
-		fmt.Fprintf(w, "\n%s  %s\n", a.Alg, a.ceilingLine(r.Machine.GOMAXPROCS))
+		fmt.Fprintf(w, "\n%s  %s\n", a.title(), a.ceilingLine(r.Machine.GOMAXPROCS))
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		cols := make([]string, len(benchColumns))
-		for i, c := range benchColumns {
+		cols := make([]string, len(a.columns()))
+		for i, c := range a.columns() {
 			cols[i] = strings.ToUpper(c)
 		}
 		fmt.Fprintf(tw, "%s\t\n", strings.Join(cols, "\t"))
@@ -328,16 +397,21 @@ func (r *benchReport) writeMarkdown(w io.Writer) {
 		{"Server", descServer},
 		{"Server log", r.logLine()},
 		{"Trivial handler", descTrivial},
-		{"Load generator", descLoad},
+		{"Load generator", r.loadDesc()},
 		{"Settings", r.settings()},
 		{"Took", r.Elapsed.Round(time.Second).String()},
 	} {
 		fmt.Fprintf(w, "| %s | %s |\n", kv[0], kv[1])
 	}
 	for _, a := range r.Algs {
-		fmt.Fprintf(w, "\n#### %s\n\nThe %s.\n\n", a.Alg, a.ceilingLine(r.Machine.GOMAXPROCS))
-		fmt.Fprintf(w, "| %s |\n", strings.Join(benchColumns, " | "))
-		fmt.Fprintf(w, "|%s\n", strings.Repeat("---:|", len(benchColumns)))
+		ceiling := "The " + a.ceilingLine(r.Machine.GOMAXPROCS)
+		if a.Mode == ModeVerify {
+			line := a.ceilingLine(r.Machine.GOMAXPROCS)
+			ceiling = strings.ToUpper(line[:1]) + line[1:]
+		}
+		fmt.Fprintf(w, "\n#### %s\n\n%s.\n\n", a.title(), ceiling)
+		fmt.Fprintf(w, "| %s |\n", strings.Join(a.columns(), " | "))
+		fmt.Fprintf(w, "|%s\n", strings.Repeat("---:|", len(a.columns())))
 		for _, c := range a.Cells {
 			fmt.Fprintf(w, "| %s |\n", strings.Join(a.row(c), " | "))
 		}

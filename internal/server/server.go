@@ -48,7 +48,8 @@ type Config struct {
 // Server serves Gatehouse's HTTP API.
 type Server struct {
 	Config
-	base string // IssuerURL without its trailing slash
+	base    string        // IssuerURL without its trailing slash
+	checked checkedTokens // management tokens Issuer.Check accepted: see checkToken
 }
 
 // New returns a Server.
