@@ -164,6 +164,7 @@ type Store interface {
 	GrantStore
 	SigningKeyStore
 	SettingStore
+	LifecycleStore
 
 	// Ping reports whether the backend is reachable.
 	Ping(ctx context.Context) error
