@@ -17,7 +17,7 @@ var allowed = map[string][]string{
 	"internal/auth":          {},
 	"internal/auth/authtest": {"internal/auth"},
 	"internal/rootkey":       {"internal/auth"},
-	"internal/keyset":        {"internal/auth"},
+	"internal/keyset":        {"internal/auth", "internal/sqlstore"}, // sqlstore only in tests
 	"internal/config":        {"internal/auth", "internal/yamlfile"},
 	"internal/yamlfile":      {},
 	"internal/issuer":        {"internal/auth", "internal/sqlstore"}, // sqlstore only in tests

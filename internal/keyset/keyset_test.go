@@ -783,3 +783,25 @@ func BenchmarkGoJoseSign(b *testing.B) {
 		})
 	}
 }
+
+func BenchmarkVerify(b *testing.B) {
+	for _, alg := range auth.Algorithms {
+		b.Run(string(alg), func(b *testing.B) {
+			k := newKeyset(b, newMemStore(), randomKey(), Options{})
+			token, err := k.Sign(b.Context(), alg, claims(b))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := k.Verify(token); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
