@@ -22,6 +22,7 @@ var allowed = map[string][]string{
 	"internal/yamlfile":      {},
 	"internal/issuer":        {"internal/auth", "internal/sqlstore"}, // sqlstore only in tests
 	"internal/sqlstore":      {"internal/auth", "internal/auth/authtest"},
+	"internal/revocation":    {"internal/auth", "internal/sqlstore"}, // sqlstore only in tests
 	"internal/server":        {"internal/auth", "internal/issuer", "internal/keyset", "internal/oauthreq", "internal/accesslog"},
 	"internal/bench":         {"internal/auth", "internal/rootkey"},
 	"internal/forwardauth":   {"verify", "internal/yamlfile"}, // an adapter of the public verify package; of internal/, only yamlfile
