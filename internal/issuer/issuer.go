@@ -72,6 +72,8 @@ type Options struct {
 	Logger   *slog.Logger
 	// Verifier checks tokens for Check; Check refuses every token without one.
 	Verifier TokenVerifier
+	// Revocations, if set, is consulted by Check: a revoked token is not valid.
+	Revocations RevocationChecker
 }
 
 // Issuer mints access tokens. It is safe for concurrent use.
@@ -84,6 +86,7 @@ type Issuer struct {
 	ttl    time.Duration
 	log    *slog.Logger
 	verify TokenVerifier
+	revoke RevocationChecker
 
 	mu      sync.RWMutex
 	clients map[string]cacheEntry
@@ -125,7 +128,7 @@ func New(store auth.Store, signer Signer, hasher *auth.SecretHasher, opts Option
 	}
 	return &Issuer{
 		store: store, signer: signer, hasher: hasher,
-		iss: opts.Issuer, now: opts.Now, ttl: opts.CacheTTL, log: opts.Logger, verify: opts.Verifier,
+		iss: opts.Issuer, now: opts.Now, ttl: opts.CacheTTL, log: opts.Logger, verify: opts.Verifier, revoke: opts.Revocations,
 		clients: make(map[string]cacheEntry),
 		dummy:   hasher.Hash(auth.NewSecret()),
 	}
