@@ -23,7 +23,7 @@ var allowed = map[string][]string{
 	"internal/issuer":        {"internal/auth", "internal/sqlstore"}, // sqlstore only in tests
 	"internal/sqlstore":      {"internal/auth", "internal/auth/authtest"},
 	"internal/revocation":    {"internal/auth", "internal/sqlstore"}, // sqlstore only in tests
-	"internal/server":        {"internal/auth", "internal/issuer", "internal/keyset", "internal/oauthreq", "internal/accesslog"},
+	"internal/server":        {"internal/auth", "internal/issuer", "internal/keyset", "internal/oauthreq", "internal/accesslog", "internal/revocation"},
 	"internal/bench":         {"internal/auth", "internal/rootkey"},
 	"internal/forwardauth":   {"verify", "internal/yamlfile"}, // an adapter of the public verify package; of internal/, only yamlfile
 	"internal/oauthreq":      {},

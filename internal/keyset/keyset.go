@@ -68,6 +68,33 @@ type Options struct {
 	Retention time.Duration
 }
 
+// CheckSchedule reports whether opts describe a safe rotation schedule (see Options), as New does.
+func CheckSchedule(opts Options) error {
+	_, _, err := opts.schedule(cmp.Or(max(opts.JWKSMaxAge, 0), 5*time.Minute), cmp.Or(max(opts.ReloadEvery, 0), 30*time.Second))
+	return err
+}
+
+// schedule returns the rotation period and the publication ahead that opts set, with their defaults, or why they
+// are unsafe with this max-age and reload interval.
+func (opts Options) schedule(maxAge, reloadEvery time.Duration) (rotateEvery, publishAhead time.Duration, err error) {
+	rotateEvery, publishAhead = opts.RotateEvery, opts.PublishAhead
+	if rotateEvery <= 0 {
+		rotateEvery = DefaultRotateEvery
+	}
+	if publishAhead <= 0 {
+		publishAhead = 2*maxAge + reloadEvery
+	}
+	if least := maxAge + reloadEvery; publishAhead < least {
+		return 0, 0, fmt.Errorf("a next key must be published for at least the JWKS max-age plus the reload interval (%s) before it signs, not %s",
+			least, publishAhead)
+	}
+	if rotateEvery < publishAhead {
+		return 0, 0, fmt.Errorf("the rotation period (%s) is shorter than the time a next key is published before it signs (%s)",
+			rotateEvery, publishAhead)
+	}
+	return rotateEvery, publishAhead, nil
+}
+
 // Keyset signs access tokens and publishes the JWKS. Its methods are safe for concurrent use.
 type Keyset struct {
 	store        auth.Store
@@ -134,19 +161,8 @@ func New(store auth.Store, encKey []byte, opts Options) (*Keyset, error) {
 	if k.reloadEvery <= 0 {
 		k.reloadEvery = 30 * time.Second
 	}
-	if k.rotateEvery <= 0 {
-		k.rotateEvery = DefaultRotateEvery
-	}
-	if k.publishAhead <= 0 {
-		k.publishAhead = 2*k.maxAge + k.reloadEvery
-	}
-	if least := k.maxAge + k.reloadEvery; k.publishAhead < least {
-		return nil, fmt.Errorf("keyset: a next key must be published for at least the JWKS max-age plus the reload interval (%s), not %s",
-			least, k.publishAhead)
-	}
-	if k.rotateEvery < k.publishAhead {
-		return nil, fmt.Errorf("keyset: the rotation period (%s) is shorter than the time a next key is published before it signs (%s)",
-			k.rotateEvery, k.publishAhead)
+	if k.rotateEvery, k.publishAhead, err = opts.schedule(k.maxAge, k.reloadEvery); err != nil {
+		return nil, fmt.Errorf("keyset: %w", err)
 	}
 	empty, err := k.build(nil)
 	if err != nil {
