@@ -1,5 +1,5 @@
 // Command gatehouse is machine-to-machine authorization in one binary: an OAuth 2.0 token server (serve, dev) and
-// the tools around it (token, proxy, authorize, bench).
+// the tools around it (token, proxy, authorize, bench, signing-key).
 //
 // Exit codes: 0 success, 1 failure, 2 usage error.
 package main
@@ -57,7 +57,8 @@ Start a local server with a demo API and client:   gatehouse dev
 Run it for real:                                   gatehouse serve --config gatehouse.yaml
 Get a token from any token endpoint:               gatehouse token --url … --client-id … --client-secret …
 Cache tokens of any token endpoint, for any language: gatehouse proxy --upstream https://TENANT.auth0.com/oauth/token
-Check tokens for nginx, Traefik, Caddy or Envoy:   gatehouse authorize --rules rules.yaml --issuer URL`,
+Check tokens for nginx, Traefik, Caddy or Envoy:   gatehouse authorize --rules rules.yaml --issuer URL
+Rotate or revoke a signing key:                     gatehouse signing-key rotate --alg ES256`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -65,7 +66,7 @@ Check tokens for nginx, Traefik, Caddy or Envoy:   gatehouse authorize --rules r
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newServeCmd(stdout, stderr), newDevCmd(stdout, stderr), newTokenCmd(stdout, stderr), newBenchCmd(stdout, stderr),
-		newProxyCmd(stdout, stderr), newAuthorizeCmd(stdout, stderr))
+		newProxyCmd(stdout, stderr), newAuthorizeCmd(stdout, stderr), newSigningKeyCmd(stdout, stderr))
 	return root
 }
 
