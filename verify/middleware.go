@@ -169,7 +169,8 @@ var errSeveralCredentials = errors.New("more than one Authorization header")
 //
 //   - ErrNoToken: 401, WWW-Authenticate: Bearer realm="…" (no error code: the client did not try).
 //   - ErrInsufficientScope (a *ScopeError): 403, error="insufficient_scope" and scope="…" naming the scopes needed.
-//   - ErrJWKSUnavailable: 503 with Retry-After: the token could not be checked, which is no fault of the client.
+//   - ErrJWKSUnavailable, ErrRevocationsUnavailable: 503 with Retry-After: the token could not be checked, which is
+//     no fault of the client.
 //   - more than one Authorization header: 400 invalid_request.
 //   - any other error: 401, error="invalid_token", with an error_description naming what failed (expired, wrong
 //     audience, …) and no detail beyond that.
@@ -194,7 +195,7 @@ func WriteError(w http.ResponseWriter, realm string, err error) {
 	case errors.As(err, &se):
 		status = http.StatusForbidden
 		challenge("insufficient_scope", "the token lacks a scope this request needs", "scope="+quote(strings.Join(se.Scopes, " ")))
-	case errors.Is(err, ErrJWKSUnavailable):
+	case errors.Is(err, ErrJWKSUnavailable) || errors.Is(err, ErrRevocationsUnavailable):
 		status = http.StatusServiceUnavailable
 		h.Set("Retry-After", "5")
 	case errors.Is(err, errSeveralCredentials):
@@ -223,6 +224,7 @@ func describe(err error) string {
 		{ErrUnknownKey, "the token's signing key is unknown"},
 		{ErrSignature, "the token's signature is invalid"},
 		{ErrExpired, "the token has expired"},
+		{ErrRevoked, "the token has been revoked"},
 		{ErrNotYetValid, "the token is not valid yet"},
 		{ErrIssuedInFuture, "the token is issued in the future"},
 		{ErrIssuer, "the token is from another issuer"},

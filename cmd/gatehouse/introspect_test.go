@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/issuer"
+	"github.com/gatehouse/gatehouse/verify"
 )
 
 // Secrets of the management fixture's clients.
@@ -585,5 +587,52 @@ func TestDiscoveryLifecycleEndpoints(t *testing.T) {
 		if got := r.json[k]; !equalJSON(got, v) {
 			t.Errorf("%s = %v, want %v", k, got, v)
 		}
+	}
+}
+
+// TestVerifyRevocationFeed: the public verify package, reading Gatehouse's revocation feed, refuses a token
+// revoked at the server, and every token of a subject cut off, from its next poll of the feed.
+func TestVerifyRevocationFeed(t *testing.T) {
+	ts := startServer(t, "", nil, managementFixture)
+	v, err := verify.New(verify.Config{Issuer: ts.IssuerURL, Audiences: []string{"https://api.example.com/v1"},
+		Revocations: &verify.RevocationFeed{URL: ts.URL + "/oauth/revocations", ClientID: "svc-introspect",
+			ClientSecret: secretIntrospect, PollInterval: verify.MinRevocationPoll, MaxStale: time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { defer close(done); v.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	revoked, cutOff := ts.token(t, "svc-one", secretOne), ts.token(t, "svc-one", secretOne)
+	for _, tok := range []string{revoked, cutOff} {
+		if _, err := v.Verify(ctx, tok); err != nil {
+			t.Fatalf("Verify before any revocation: %v", err)
+		}
+	}
+	if r := ts.call(t, endpointRequest{path: "/oauth/revoke", body: form("token", revoked), id: "svc-one", secret: secretOne}); r.status != 200 {
+		t.Fatal(r.body)
+	}
+	// The poll runs every second; the bound is PollInterval, so waiting for it is not a timing assertion.
+	deadline := time.Now().Add(10 * time.Second)
+	for _, err := v.Verify(ctx, revoked); !errors.Is(err, verify.ErrRevoked); _, err = v.Verify(ctx, revoked) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the revoked token still verifies after 10 s: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := v.Verify(ctx, cutOff); err != nil {
+		t.Errorf("a token not revoked: %v", err)
+	}
+	if r := ts.call(t, endpointRequest{path: "/oauth/revoke", body: form("subject", "svc-one"), id: "svc-admin", secret: secretAdmin}); r.status != 200 {
+		t.Fatal(r.body)
+	}
+	for _, err := v.Verify(ctx, cutOff); !errors.Is(err, verify.ErrRevoked); _, err = v.Verify(ctx, cutOff) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a token of a subject cut off still verifies: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
