@@ -21,6 +21,7 @@ const benchMaxConc = 4096
 
 // benchFlags are the flags of gatehouse bench.
 type benchFlags struct {
+	mode        string
 	algs        []string
 	concurrency []int
 	duration    time.Duration
@@ -32,7 +33,7 @@ func newBenchCmd(stdout, stderr io.Writer) *cobra.Command {
 	var f benchFlags
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Load-test token issuance and compare it with ceilings measured in the same run",
+		Short: "Load-test token issuance or introspection and compare it with ceilings measured in the same run",
 		Long: `Load-test token issuance on this machine. The bench starts 'gatehouse serve' as a separate process on a free
 127.0.0.1 port, with a fresh SQLite database in a temporary directory, one API per signing algorithm and one
 client, and requests tokens from it with c concurrent keep-alive connections for each concurrency level.
@@ -44,6 +45,9 @@ request and concurrency. Within each cell the server, the trivial handler and th
 at most a second, so that all three see the same noise. It also reports the CPU time each process spends per
 request, and samples the server's resident memory every 100 ms.
 
+With --mode introspect it loads token introspection (POST /oauth/introspect of a valid token of each algorithm,
+as a client holding introspect:tokens) instead, against the trivial handler's ceiling; there is no signing ceiling.
+
 A full run with the defaults takes about two minutes.
 
 The report goes to stdout (a table, or markdown for BENCHMARKS.md with --markdown), progress to stderr. The
@@ -52,7 +56,8 @@ bench exits 0 when it ran, whether or not the targets were met.
 Every flag also reads the environment variable GATEHOUSE_<FLAG> (e.g. GATEHOUSE_DURATION).
 Examples:
   gatehouse bench
-  gatehouse bench --algs ES256 --concurrency 1,8,32 --duration 10s --markdown`,
+  gatehouse bench --algs ES256 --concurrency 1,8,32 --duration 10s --markdown
+  gatehouse bench --mode introspect --algs ES256,EdDSA`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := bindEnv(cmd, os.LookupEnv); err != nil {
@@ -70,6 +75,7 @@ Examples:
 		},
 	}
 	fl := cmd.Flags()
+	fl.StringVar(&f.mode, "mode", bench.ModeToken, "what to load: token (issuance) or introspect")
 	fl.StringSliceVar(&f.algs, "algs", []string{"RS256", "ES256", "EdDSA"}, "signing algorithms to bench: RS256, ES256, EdDSA")
 	fl.IntSliceVar(&f.concurrency, "concurrency", []int{1, 16, 64}, "concurrent connections, one cell per level")
 	fl.DurationVar(&f.duration, "duration", 5*time.Second, "measured time per target in each cell")
@@ -81,7 +87,10 @@ Examples:
 
 // options validates the flags; its errors are usage errors.
 func (f *benchFlags) options(cmd *cobra.Command) (bench.Options, error) {
-	o := bench.Options{Duration: f.duration, Warmup: f.warmup, Markdown: f.markdown, CommandLine: benchCommandLine(cmd)}
+	o := bench.Options{Mode: f.mode, Duration: f.duration, Warmup: f.warmup, Markdown: f.markdown, CommandLine: benchCommandLine(cmd)}
+	if f.mode != bench.ModeToken && f.mode != bench.ModeIntrospect {
+		return o, usageError{fmt.Errorf("--mode %q: use token or introspect", f.mode)}
+	}
 	for _, s := range f.algs {
 		alg := auth.Algorithm(strings.TrimSpace(s))
 		if !alg.Valid() {

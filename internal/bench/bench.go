@@ -1,7 +1,8 @@
 // Package bench is the load test behind `gatehouse bench`: it starts `gatehouse serve` and a trivial net/http
 // handler as separate processes, loads both with the same requests at each concurrency level, measures the bare
 // signing rate of each algorithm in the same run, and reports the results next to those two ceilings, with the CPU
-// time per request and the server's peak memory.
+// time per request and the server's peak memory. In ModeIntrospect it loads token introspection instead of
+// issuance, against the trivial handler's ceiling.
 package bench
 
 import (
@@ -39,6 +40,12 @@ const (
 	benchReadyWithin = 60 * time.Second       // how long a child process may take to answer
 )
 
+// Modes: what the bench loads.
+const (
+	ModeToken      = "token"      // POST /oauth/token: client credentials
+	ModeIntrospect = "introspect" // POST /oauth/introspect of a valid token of the algorithm, as a client with introspect:tokens
+)
+
 // benchAudience is the identifier of the bench API that signs with alg.
 func benchAudience(alg auth.Algorithm) string {
 	return "https://bench.example.com/" + strings.ToLower(string(alg))
@@ -50,6 +57,7 @@ type Options struct {
 	// Binary is the gatehouse binary. Run starts it twice, as `serve` (the server under test) and as
 	// `bench serve-trivial ADDR` (the trivial handler, see ServeTrivial).
 	Binary      string
+	Mode        string // ModeToken (also when empty) or ModeIntrospect
 	Algs        []auth.Algorithm
 	Concurrency []int         // concurrent connections, one cell per level
 	Duration    time.Duration // measured time per target in each cell
@@ -130,7 +138,11 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 	}
 
 	plan := newCellPlan(o, len(o.Concurrency))
+	if o.Mode == "" {
+		o.Mode = ModeToken
+	}
 	rep := &benchReport{
+		Mode:        o.Mode,
 		Start:       time.Now(),
 		Machine:     machine(),
 		LoadBefore:  loadAverage(),
@@ -143,12 +155,17 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 			body:  []byte(url.Values{"grant_type": {"client_credentials"}, "audience": {benchAudience(alg)}}.Encode()),
 			authz: "Basic " + base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(benchClientID)+":"+url.QueryEscape(secret))),
 		}
-		claims, err := preflight(ctx, serverURL+"/oauth/token", req, alg)
+		token, claims, err := preflight(ctx, serverURL+"/oauth/token", req, alg)
 		if err != nil {
 			return benchErr(ctx, fmt.Errorf("%s: %w", alg, err))
 		}
-		sign, err := newCeilingSigner(alg, claims)
-		if err != nil {
+		var sign *ceilingSigner // the signing ceiling, for issuance only
+		if o.Mode == ModeIntrospect {
+			req = benchRequest{path: "/oauth/introspect", body: []byte(url.Values{"token": {token}}.Encode()), authz: req.authz}
+			if err := preflightIntrospect(ctx, serverURL, req); err != nil {
+				return benchErr(ctx, fmt.Errorf("%s: %w", alg, err))
+			}
+		} else if sign, err = newCeilingSigner(alg, claims); err != nil {
 			return benchErr(ctx, fmt.Errorf("%s signing ceiling: %w", alg, err))
 		}
 		res := algResult{Alg: alg, ClaimsBytes: len(claims)}
@@ -161,7 +178,9 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 			}
 			res.Cells = append(res.Cells, cell)
 		}
-		res.SignOps, res.SignMin, res.SignMax, res.SignCPU = sign.rate(), sign.min, sign.max, sign.cpuPerOp()
+		if sign != nil {
+			res.SignOps, res.SignMin, res.SignMax, res.SignCPU = sign.rate(), sign.min, sign.max, sign.cpuPerOp()
+		}
 		rep.Algs = append(rep.Algs, res)
 	}
 	rep.Elapsed = time.Since(rep.Start)
@@ -192,7 +211,8 @@ func benchErr(ctx context.Context, err error) error {
 	return err
 }
 
-// benchConfig is the declarative file of the server under test: one API per algorithm and one client granted all.
+// benchConfig is the declarative file of the server under test: one API per algorithm, the management API, and one
+// client granted all, with the management API's introspect:tokens.
 func benchConfig(algs []auth.Algorithm) []byte {
 	var b strings.Builder
 	b.WriteString("apis:\n")
@@ -200,11 +220,13 @@ func benchConfig(algs []auth.Algorithm) []byte {
 		fmt.Fprintf(&b, "  - identifier: %s\n    name: Bench %s\n    scopes: [read, write]\n    signing_alg: %s\n",
 			benchAudience(alg), alg, alg)
 	}
+	fmt.Fprintf(&b, "  - identifier: %s\n    name: Management\n    scopes: [%q]\n", auth.ManagementAudience, auth.ScopeIntrospect)
 	fmt.Fprintf(&b, "clients:\n  - client_id: %s\n    name: Bench client\n    client_secret: ${%s}\n    grants:\n",
 		benchClientID, benchSecretVar)
 	for _, alg := range algs {
 		fmt.Fprintf(&b, "      - audience: %s\n        scopes: [read, write]\n", benchAudience(alg))
 	}
+	fmt.Fprintf(&b, "      - audience: %s\n        scopes: [%q]\n", auth.ManagementAudience, auth.ScopeIntrospect)
 	return []byte(b.String())
 }
 

@@ -28,10 +28,19 @@ import (
 	"github.com/gatehouse/gatehouse/internal/auth"
 )
 
-// benchRequest is the token request every load-generator goroutine sends.
+// benchRequest is the request every load-generator goroutine sends: a token request, or an introspection.
 type benchRequest struct {
+	path  string // "" for /oauth/token
 	body  []byte // the form
 	authz string // the Authorization header
+}
+
+// url returns the request's URL at base.
+func (r benchRequest) url(base string) string {
+	if r.path == "" {
+		return base + "/oauth/token"
+	}
+	return base + r.path
 }
 
 func (r benchRequest) do(ctx context.Context, client *http.Client, url string) (*http.Response, error) {
@@ -45,43 +54,64 @@ func (r benchRequest) do(ctx context.Context, client *http.Client, url string) (
 	return client.Do(req)
 }
 
-// preflight gets one token, checks that it is an at+jwt signed with alg, and returns its claims: the payload the
-// signing ceiling signs.
-func preflight(ctx context.Context, url string, r benchRequest, alg auth.Algorithm) ([]byte, error) {
+// preflight gets one token, checks that it is an at+jwt signed with alg, and returns it with its claims: the
+// payload the signing ceiling signs.
+func preflight(ctx context.Context, url string, r benchRequest, alg auth.Algorithm) (token string, claims []byte, err error) {
 	client := &http.Client{Timeout: 10 * time.Second}
 	defer client.CloseIdleConnections()
 	resp, err := r.do(ctx, client, url)
 	if err != nil {
-		return nil, fmt.Errorf("first token request: %w", err)
+		return "", nil, fmt.Errorf("first token request: %w", err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return nil, fmt.Errorf("first token response: %w", err)
+		return "", nil, fmt.Errorf("first token response: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("first token request: %s: %s", resp.Status, bytes.TrimSpace(raw))
+		return "", nil, fmt.Errorf("first token request: %s: %s", resp.Status, bytes.TrimSpace(raw))
 	}
 	var tok struct {
 		AccessToken string `json:"access_token"`
 	}
 	if err := json.Unmarshal(raw, &tok); err != nil {
-		return nil, fmt.Errorf("first token response: %w", err)
+		return "", nil, fmt.Errorf("first token response: %w", err)
 	}
 	parts := strings.Split(tok.AccessToken, ".")
 	if len(parts) != 3 {
-		return nil, errors.New("first token response: access_token is not a compact JWS")
+		return "", nil, errors.New("first token response: access_token is not a compact JWS")
 	}
 	hdr, err1 := base64.RawURLEncoding.DecodeString(parts[0])
 	claims, err2 := base64.RawURLEncoding.DecodeString(parts[1])
 	var h struct{ Alg, Typ string }
 	if err := errors.Join(err1, err2, json.Unmarshal(hdr, &h)); err != nil {
-		return nil, fmt.Errorf("first token: %w", err)
+		return "", nil, fmt.Errorf("first token: %w", err)
 	}
 	if h.Alg != string(alg) || h.Typ != tokenType {
-		return nil, fmt.Errorf("first token has alg %q and typ %q, want %s and %s", h.Alg, h.Typ, alg, tokenType)
+		return "", nil, fmt.Errorf("first token has alg %q and typ %q, want %s and %s", h.Alg, h.Typ, alg, tokenType)
 	}
-	return claims, nil
+	return tok.AccessToken, claims, nil
+}
+
+// preflightIntrospect sends the introspection once and checks that the server says the token is active: every
+// 200 of the run is then an active answer (the token lives far longer than the run).
+func preflightIntrospect(ctx context.Context, base string, r benchRequest) error {
+	client := &http.Client{Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	resp, err := r.do(ctx, client, r.url(base))
+	if err != nil {
+		return fmt.Errorf("first introspection: %w", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("first introspection: %w", err)
+	}
+	var ans struct{ Active bool }
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &ans) != nil || !ans.Active {
+		return fmt.Errorf("first introspection: %s: %s, want an active token", resp.Status, bytes.TrimSpace(raw))
+	}
+	return nil
 }
 
 // cellPlan is how a cell spends its time. The trivial handler and the server take turns in slices of at most
@@ -117,11 +147,12 @@ type benchTarget struct {
 	pid int
 }
 
-// runCell measures the server and the trivial handler at concurrency c, and adds to sign's measurement.
+// runCell measures the server and the trivial handler at concurrency c, and adds to sign's measurement (unless
+// sign is nil).
 func runCell(ctx context.Context, p cellPlan, c int, server, trivialHandler benchTarget, req benchRequest, sign *ceilingSigner) (cellResult, error) {
-	gatehouse := newLoadGen(server.url+"/oauth/token", server.pid, req, c)
+	gatehouse := newLoadGen(req.url(server.url), server.pid, req, c)
 	defer gatehouse.close()
-	trivial := newLoadGen(trivialHandler.url+"/oauth/token", trivialHandler.pid, req, c)
+	trivial := newLoadGen(req.url(trivialHandler.url), trivialHandler.pid, req, c)
 	defer trivial.close()
 	targets := []*loadGen{trivial, gatehouse}
 	for _, g := range targets {
@@ -130,8 +161,10 @@ func runCell(ctx context.Context, p cellPlan, c int, server, trivialHandler benc
 		}
 	}
 	for range p.rounds {
-		if err := sign.run(ctx, p.signSlice); err != nil {
-			return cellResult{}, err
+		if sign != nil {
+			if err := sign.run(ctx, p.signSlice); err != nil {
+				return cellResult{}, err
+			}
 		}
 		for _, g := range targets {
 			if err := g.run(ctx, p.slice, true); err != nil {

@@ -17,6 +17,7 @@ import (
 const (
 	targetRSAOfSigning   = 0.60
 	targetOfTrivial      = 0.40
+	targetIntrospection  = 0.50 // introspection of a valid token, of the trivial handler
 	targetP99            = 20 * time.Millisecond
 	targetRSSBytes       = 100_000_000
 	targetP99Concurrency = 64
@@ -26,6 +27,7 @@ var targetTrivialConcurrency = []int{16, 64}
 
 // benchReport is everything one run measured.
 type benchReport struct {
+	Mode        string // ModeToken or ModeIntrospect
 	Start       time.Time
 	Elapsed     time.Duration
 	Machine     machineInfo
@@ -46,7 +48,7 @@ type benchReport struct {
 type algResult struct {
 	Alg         auth.Algorithm
 	ClaimsBytes int
-	SignOps     float64       // the signing ceiling
+	SignOps     float64       // the signing ceiling; 0 when introspecting
 	SignMin     float64       // its slowest slice
 	SignMax     float64       // its fastest slice
 	SignCPU     time.Duration // CPU time per signature; 0 if unknown
@@ -95,29 +97,17 @@ func (r *benchReport) checks() []check {
 	var out []check
 	highest := slices.Max(r.Concurrency)
 	for _, a := range r.Algs {
-		switch a.Alg {
-		case auth.RS256:
+		switch {
+		case r.Mode == ModeIntrospect:
+			out = append(out, r.trivialCheck(a, targetIntrospection, "introspections/s"))
+		case a.Alg == auth.RS256:
 			best := slices.MaxFunc(a.Cells, func(x, y cellResult) int { return cmp.Compare(x.Gatehouse.Rate, y.Gatehouse.Rate) })
 			q := ratio(best.Gatehouse.Rate, a.SignOps)
 			out = append(out, check{passFail(q >= targetRSAOfSigning),
 				fmt.Sprintf("RS256 tokens/s ≥ %.0f%% of the RS256 signing ceiling", targetRSAOfSigning*100),
 				fmt.Sprintf("best %s tokens/s at c=%d = %.1f%% of %s ops/s", fmtRate(best.Gatehouse.Rate), best.C, q*100, fmtRate(a.SignOps))})
 		default:
-			levels := slices.DeleteFunc(slices.Clone(targetTrivialConcurrency), func(c int) bool { return !slices.Contains(r.Concurrency, c) })
-			if len(levels) == 0 {
-				levels = []int{highest}
-			}
-			ok := true
-			var parts []string
-			for _, c := range levels {
-				cell, _ := a.cell(c)
-				q := cell.ofTrivial()
-				ok = ok && q >= targetOfTrivial
-				parts = append(parts, fmt.Sprintf("c=%d: %.1f%% (%s / %s)", c, q*100, fmtRate(cell.Gatehouse.Rate), fmtRate(cell.Trivial.Rate)))
-			}
-			out = append(out, check{passFail(ok),
-				fmt.Sprintf("%s tokens/s ≥ %.0f%% of the trivial handler at the same concurrency", a.Alg, targetOfTrivial*100),
-				strings.Join(parts, ", ")})
+			out = append(out, r.trivialCheck(a, targetOfTrivial, "tokens/s"))
 		}
 	}
 	p99At := targetP99Concurrency
@@ -144,6 +134,24 @@ func (r *benchReport) checks() []check {
 	errs := r.errors()
 	out = append(out, check{passFail(errs == 0), "every request succeeded", fmt.Sprintf("%d errors", errs)})
 	return out
+}
+
+// trivialCheck judges a's rate against the trivial handler's at the target's concurrency levels (or the highest run).
+func (r *benchReport) trivialCheck(a algResult, target float64, what string) check {
+	levels := slices.DeleteFunc(slices.Clone(targetTrivialConcurrency), func(c int) bool { return !slices.Contains(r.Concurrency, c) })
+	if len(levels) == 0 {
+		levels = []int{slices.Max(r.Concurrency)}
+	}
+	ok := true
+	var parts []string
+	for _, c := range levels {
+		cell, _ := a.cell(c)
+		q := cell.ofTrivial()
+		ok = ok && q >= target
+		parts = append(parts, fmt.Sprintf("c=%d: %.1f%% (%s / %s)", c, q*100, fmtRate(cell.Gatehouse.Rate), fmtRate(cell.Trivial.Rate)))
+	}
+	return check{passFail(ok), fmt.Sprintf("%s %s ≥ %.0f%% of the trivial handler at the same concurrency", a.Alg, what, target*100),
+		strings.Join(parts, ", ")}
 }
 
 // errors counts the failed requests of the whole run, to the server and to the trivial handler.
@@ -201,7 +209,15 @@ const (
 	descServer  = "`gatehouse serve`: a separate process, fresh SQLite database, default settings; request logging on (info level, one line per request, to a file)"
 	descTrivial = "a net/http handler that reads the body and answers `{\"ok\":true}` with the headers of a token response, in a separate process"
 	descLoad    = "in the bench process on the same machine: c goroutines, one keep-alive transport, POST /oauth/token (form body, HTTP Basic), client_credentials with an audience"
+	descLoadIn  = "in the bench process on the same machine: c goroutines, one keep-alive transport, POST /oauth/introspect (form body token=…, HTTP Basic as a client with introspect:tokens), the same valid token of the algorithm every time"
 )
+
+func (r *benchReport) loadDesc() string {
+	if r.Mode == ModeIntrospect {
+		return descLoadIn
+	}
+	return descLoad
+}
 
 func (r *benchReport) settings() string {
 	cs := make([]string, len(r.Concurrency))
@@ -209,9 +225,13 @@ func (r *benchReport) settings() string {
 		cs[i] = strconv.Itoa(c)
 	}
 	p := r.Plan
-	return fmt.Sprintf("concurrency %s; per cell, %s warmup on each target, then %d round(s) of: signing %s, trivial "+
+	signing := fmt.Sprintf("signing %s, ", p.signSlice)
+	if r.Mode == ModeIntrospect {
+		signing = ""
+	}
+	return fmt.Sprintf("concurrency %s; per cell, %s warmup on each target, then %d round(s) of: %strivial "+
 		"handler %s, gatehouse %s (%s measured per target; the ceilings and the server take turns, so they see the same noise)",
-		strings.Join(cs, ", "), p.warmup, p.rounds, p.signSlice, p.slice, p.slice, time.Duration(p.rounds)*p.slice)
+		strings.Join(cs, ", "), p.warmup, p.rounds, signing, p.slice, p.slice, time.Duration(p.rounds)*p.slice)
 }
 
 func (r *benchReport) loadLine() string {
@@ -235,6 +255,9 @@ func (r *benchReport) memLine() string {
 }
 
 func (a algResult) ceilingLine(gomaxprocs int) string {
+	if a.SignOps == 0 {
+		return fmt.Sprintf("introspection of a valid %s token (%d-byte claims): its signature is verified once, then remembered; the ceiling is the trivial handler", keyDesc[a.Alg], a.ClaimsBytes)
+	}
 	return fmt.Sprintf("signing ceiling %s ops/s (bare primitive, %s, %d goroutines, the server's %d-byte claims; slices %s–%s)",
 		fmtRate(a.SignOps), keyDesc[a.Alg], gomaxprocs, a.ClaimsBytes, fmtRate(a.SignMin), fmtRate(a.SignMax))
 }
@@ -242,20 +265,38 @@ func (a algResult) ceilingLine(gomaxprocs int) string {
 var keyDesc = map[auth.Algorithm]string{auth.RS256: "RSA 2048", auth.ES256: "P-256", auth.EdDSA: "Ed25519"}
 
 // row is one table row: concurrency | tokens/s | p50 | p99 | max | errors | trivial req/s | issuance/trivial |
-// issuance/signing ceiling.
+// issuance/signing ceiling (without the last column when introspecting).
 func (a algResult) row(c cellResult) []string {
 	g := c.Gatehouse
-	return []string{strconv.Itoa(c.C), fmtRate(g.Rate), fmtMs(g.P50), fmtMs(g.P99), fmtMs(g.Max), strconv.Itoa(g.Errors),
-		fmtRate(c.Trivial.Rate), fmtPct(c.ofTrivial()), fmtPct(ratio(g.Rate, a.SignOps))}
+	row := []string{strconv.Itoa(c.C), fmtRate(g.Rate), fmtMs(g.P50), fmtMs(g.P99), fmtMs(g.Max), strconv.Itoa(g.Errors),
+		fmtRate(c.Trivial.Rate), fmtPct(c.ofTrivial())}
+	if a.SignOps == 0 {
+		return row
+	}
+	return append(row, fmtPct(ratio(g.Rate, a.SignOps)))
 }
 
 // cpuColumns head the table of CPU time per request; each row is one cell.
 var cpuColumns = []string{"CPU per request", "gatehouse server", "of it, one signature", "trivial handler", "load generator → gatehouse", "load generator → trivial"}
 
+// cpuColumns returns the CPU table's columns for the report's mode.
+func (r *benchReport) cpuColumns() []string {
+	if r.Mode == ModeIntrospect {
+		return slices.Delete(slices.Clone(cpuColumns), 2, 3)
+	}
+	return cpuColumns
+}
+
 // cpuRow is one row of the CPU table; ok is false when CPU time could not be read.
 func (a algResult) cpuRow(c cellResult) (row []string, ok bool) {
 	g, t := c.Gatehouse, c.Trivial
-	if g.TargetCPU == 0 || t.TargetCPU == 0 || a.SignCPU == 0 {
+	if g.TargetCPU == 0 || t.TargetCPU == 0 {
+		return nil, false
+	}
+	if a.SignOps == 0 { // introspection: no signature
+		return []string{fmt.Sprintf("c=%d", c.C), fmtUs(g.TargetCPU), fmtUs(t.TargetCPU), fmtUs(g.GenCPU), fmtUs(t.GenCPU)}, true
+	}
+	if a.SignCPU == 0 {
 		return nil, false
 	}
 	return []string{fmt.Sprintf("c=%d", c.C), fmtUs(g.TargetCPU), fmtUs(a.SignCPU), fmtUs(t.TargetCPU), fmtUs(g.GenCPU), fmtUs(t.GenCPU)}, true
@@ -267,8 +308,27 @@ func fmtUs(d time.Duration) string {
 
 var benchColumns = []string{"concurrency", "tokens/s", "p50", "p99", "max", "errors", "trivial req/s", "issuance/trivial", "issuance/signing ceiling"}
 
+// introspectColumns head the tables of an introspection run.
+var introspectColumns = []string{"concurrency", "introspections/s", "p50", "p99", "max", "errors", "trivial req/s", "introspection/trivial"}
+
+// columns returns the tables' columns for the report's mode.
+func (r *benchReport) columns() []string {
+	if r.Mode == ModeIntrospect {
+		return introspectColumns
+	}
+	return benchColumns
+}
+
+// title names what the run measured.
+func (r *benchReport) title() string {
+	if r.Mode == ModeIntrospect {
+		return "Gatehouse bench (introspection)"
+	}
+	return "Gatehouse bench"
+}
+
 func (r *benchReport) writePlain(w io.Writer) {
-	fmt.Fprintf(w, "Gatehouse bench, %s (took %s)\n", r.Start.UTC().Format("2006-01-02 15:04 UTC"), r.Elapsed.Round(time.Second))
+	fmt.Fprintf(w, "%s, %s (took %s)\n", r.title(), r.Start.UTC().Format("2006-01-02 15:04 UTC"), r.Elapsed.Round(time.Second))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, kv := range [][2]string{
 		{"command", r.Command},
@@ -277,7 +337,7 @@ func (r *benchReport) writePlain(w io.Writer) {
 		{"server", strings.ReplaceAll(descServer, "`", "")},
 		{"server log", r.logLine()},
 		{"trivial", strings.ReplaceAll(descTrivial, "`", "")},
-		{"load", descLoad},
+		{"load", r.loadDesc()},
 		{"settings", r.settings()},
 	} {
 		fmt.Fprintf(tw, "  %s\t%s\n", kv[0], kv[1])
@@ -286,8 +346,8 @@ func (r *benchReport) writePlain(w io.Writer) {
 	for _, a := range r.Algs {
 		fmt.Fprintf(w, "\n%s  %s\n", a.Alg, a.ceilingLine(r.Machine.GOMAXPROCS))
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		cols := make([]string, len(benchColumns))
-		for i, c := range benchColumns {
+		cols := make([]string, len(r.columns()))
+		for i, c := range r.columns() {
 			cols[i] = strings.ToUpper(c)
 		}
 		fmt.Fprintf(tw, "%s\t\n", strings.Join(cols, "\t"))
@@ -295,7 +355,7 @@ func (r *benchReport) writePlain(w io.Writer) {
 			fmt.Fprintf(tw, "%s\t\n", strings.Join(a.row(c), "\t"))
 		}
 		fmt.Fprintln(tw)
-		fmt.Fprintf(tw, "%s\t\n", strings.ToUpper(strings.Join(cpuColumns, "\t")))
+		fmt.Fprintf(tw, "%s\t\n", strings.ToUpper(strings.Join(r.cpuColumns(), "\t")))
 		for _, c := range a.Cells {
 			if row, ok := a.cpuRow(c); ok {
 				fmt.Fprintf(tw, "%s\t\n", strings.Join(row, "\t"))
@@ -319,7 +379,11 @@ func (r *benchReport) writePlain(w io.Writer) {
 }
 
 func (r *benchReport) writeMarkdown(w io.Writer) {
-	fmt.Fprintf(w, "### Run of %s\n\n", r.Start.UTC().Format("2006-01-02 15:04 UTC"))
+	what := "Run"
+	if r.Mode == ModeIntrospect {
+		what = "Introspection run"
+	}
+	fmt.Fprintf(w, "### %s of %s\n\n", what, r.Start.UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintln(w, "| | |\n|---|---|")
 	for _, kv := range [][2]string{
 		{"Command", "`" + r.Command + "`"},
@@ -328,7 +392,7 @@ func (r *benchReport) writeMarkdown(w io.Writer) {
 		{"Server", descServer},
 		{"Server log", r.logLine()},
 		{"Trivial handler", descTrivial},
-		{"Load generator", descLoad},
+		{"Load generator", r.loadDesc()},
 		{"Settings", r.settings()},
 		{"Took", r.Elapsed.Round(time.Second).String()},
 	} {
@@ -336,13 +400,13 @@ func (r *benchReport) writeMarkdown(w io.Writer) {
 	}
 	for _, a := range r.Algs {
 		fmt.Fprintf(w, "\n#### %s\n\nThe %s.\n\n", a.Alg, a.ceilingLine(r.Machine.GOMAXPROCS))
-		fmt.Fprintf(w, "| %s |\n", strings.Join(benchColumns, " | "))
-		fmt.Fprintf(w, "|%s\n", strings.Repeat("---:|", len(benchColumns)))
+		fmt.Fprintf(w, "| %s |\n", strings.Join(r.columns(), " | "))
+		fmt.Fprintf(w, "|%s\n", strings.Repeat("---:|", len(r.columns())))
 		for _, c := range a.Cells {
 			fmt.Fprintf(w, "| %s |\n", strings.Join(a.row(c), " | "))
 		}
-		fmt.Fprintf(w, "\n| %s |\n", strings.Join(cpuColumns, " | "))
-		fmt.Fprintf(w, "|---|%s\n", strings.Repeat("---:|", len(cpuColumns)-1))
+		fmt.Fprintf(w, "\n| %s |\n", strings.Join(r.cpuColumns(), " | "))
+		fmt.Fprintf(w, "|---|%s\n", strings.Repeat("---:|", len(r.cpuColumns())-1))
 		for _, c := range a.Cells {
 			if row, ok := a.cpuRow(c); ok {
 				fmt.Fprintf(w, "| %s |\n", strings.Join(row, " | "))
