@@ -36,23 +36,25 @@ type Main struct {
 	RootKey    *rootkey.Key  // required
 	JWKSMaxAge time.Duration // Cache-Control max-age of the JWKS
 	CacheTTL   time.Duration // how long a client read from the store is reused
+	Logger     *slog.Logger
+	Stderr     io.Writer // where generated secrets are printed once
+	LookupEnv  func(string) (string, bool)
+	extra      *config.File // applied after ConfigFile (gatehouse dev's demo resources)
+
 	// The signing key schedule (keyset.Options): rotation period, publication ahead, least retention; zero values
 	// are the defaults.
 	RotateEvery, PublishAhead, KeyRetention time.Duration
 	RevocationPoll                          time.Duration // how often revocations made by other instances are read
-	Logger                                  *slog.Logger
-	Stderr                                  io.Writer // where generated secrets are printed once
-	LookupEnv                               func(string) (string, bool)
-	extra                                   *config.File // applied after ConfigFile (gatehouse dev's demo resources)
 
-	Store       auth.Store
-	Keys        *keyset.Keyset
+	Store    auth.Store
+	Keys     *keyset.Keyset
+	Issuer   *issuer.Issuer
+	Hasher   *auth.SecretHasher
+	URL      string // the base URL the server listens on, known after Open
+	listener net.Listener
+	http     *http.Server
+
 	Revocations *revocation.List
-	Issuer      *issuer.Issuer
-	Hasher      *auth.SecretHasher
-	URL         string // the base URL the server listens on, known after Open
-	listener    net.Listener
-	http        *http.Server
 }
 
 // Open opens the store, checks the root key, applies the declarative file, loads the signing keys and the

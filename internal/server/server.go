@@ -1,7 +1,6 @@
 // Package server is Gatehouse's HTTP surface: the token endpoint, introspection, revocation and the revocation
-// feed, the JWKS, discovery and health. Every route is
-// in routes(); every error becomes an HTTP status in one place (writeOAuthError for OAuth endpoints, writeProblem
-// for the rest). No input produces a 500 or a stack trace.
+// feed, the JWKS, discovery and health. Every route is in routes(); every error becomes an HTTP status in one place
+// (writeOAuthError for OAuth endpoints, writeProblem for the rest). No input produces a 500 or a stack trace.
 package server
 
 import (
