@@ -20,10 +20,13 @@ var allowed = map[string][]string{
 	"internal/keyset":        {"internal/auth", "internal/sqlstore"}, // sqlstore only in tests
 	"internal/config":        {"internal/auth", "internal/yamlfile"},
 	"internal/yamlfile":      {},
-	"internal/issuer":        {"internal/auth", "internal/sqlstore"}, // sqlstore only in tests
+	"internal/issuer":        {"internal/auth", "internal/apikey", "internal/limit", "internal/audit", "internal/sqlstore"}, // sqlstore only in tests
+	"internal/apikey":        {"internal/auth", "internal/rootkey", "internal/sqlstore"},                                    // rootkey and sqlstore only in tests
+	"internal/limit":         {},
+	"internal/audit":         {"internal/auth", "internal/sqlstore"}, // sqlstore only in tests
 	"internal/sqlstore":      {"internal/auth", "internal/auth/authtest"},
 	"internal/revocation":    {"internal/auth", "internal/sqlstore"}, // sqlstore only in tests
-	"internal/server":        {"internal/auth", "internal/issuer", "internal/keyset", "internal/oauthreq", "internal/accesslog", "internal/revocation"},
+	"internal/server":        {"internal/auth", "internal/issuer", "internal/keyset", "internal/apikey", "internal/oauthreq", "internal/accesslog", "internal/revocation"},
 	"internal/bench":         {"internal/auth", "internal/rootkey"},
 	"internal/forwardauth":   {"verify", "internal/yamlfile"}, // an adapter of the public verify package; of internal/, only yamlfile
 	"internal/oauthreq":      {},

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/rootkey"
 )
@@ -23,6 +25,7 @@ const (
 const (
 	demoAudience = "https://api.example.com/v1"
 	demoClientID = "demo-client"
+	devAdminID   = "dev-admin"
 )
 
 // devSecret derives the demo client's secret from the root key, so every run prints a secret that works without
@@ -31,8 +34,14 @@ func devSecret(k *rootkey.Key) string {
 	return base64.RawURLEncoding.EncodeToString(k.Derive("dev demo client secret"))
 }
 
-// devFile is the declarative file of the demo resources.
-func devFile(secret string) (*config.File, error) {
+// devAdminSecret derives the dev administrator's secret from the root key, as devSecret does.
+func devAdminSecret(k *rootkey.Key) string {
+	return base64.RawURLEncoding.EncodeToString(k.Derive("dev admin client secret"))
+}
+
+// devFile is the declarative file of the demo resources: a demo API, a client for it, and an administrator
+// holding every management scope.
+func devFile(secret, adminSecret string) (*config.File, error) {
 	yaml := fmt.Sprintf(`
 apis:
   - identifier: %s
@@ -49,8 +58,22 @@ clients:
     grants:
       - audience: %s
         scopes: [read, write]
-`, demoAudience, demoClientID, demoAudience)
-	env := func(name string) (string, bool) { return secret, name == "DEMO_SECRET" }
+  - client_id: %s
+    name: Development administrator
+    client_secret: ${ADMIN_SECRET}
+    grants:
+      - audience: %s
+        scopes: [%s]
+`, demoAudience, demoClientID, demoAudience, devAdminID, auth.ManagementAudience, strings.Join(auth.ManagementScopes, ", "))
+	env := func(name string) (string, bool) {
+		switch name {
+		case "DEMO_SECRET":
+			return secret, true
+		case "ADMIN_SECRET":
+			return adminSecret, true
+		}
+		return "", false
+	}
 	return config.Parse("(demo resources)", []byte(yaml), env)
 }
 
@@ -93,15 +116,15 @@ client. It prints a curl command that gets a token. Not for production: use 'gat
 					m.Logger.Info("created root key file " + devKeyFile + " (mode 0600); keep it with " + devDB)
 				}
 			}
-			secret := devSecret(m.RootKey)
-			if m.extra, err = devFile(secret); err != nil {
+			secret, adminSecret := devSecret(m.RootKey), devAdminSecret(m.RootKey)
+			if m.extra, err = devFile(secret, adminSecret); err != nil {
 				return err
 			}
 			if err := m.Open(cmd.Context()); err != nil {
 				return err
 			}
 			defer m.Close()
-			printDevBanner(stdout, m, secret)
+			printDevBanner(stdout, m, secret, adminSecret)
 			return m.Serve(cmd.Context())
 		},
 	}
@@ -109,7 +132,7 @@ client. It prints a curl command that gets a token. Not for production: use 'gat
 	return cmd
 }
 
-func printDevBanner(w io.Writer, m *Main, secret string) {
+func printDevBanner(w io.Writer, m *Main, secret, adminSecret string) {
 	fmt.Fprintf(w, `
 Gatehouse dev server on %[1]s  (issuer %[2]s)
   database   %[3]s, root key in %[4]s (keep the two together)
@@ -120,8 +143,12 @@ Get a token:
   curl -s %[1]s/oauth/token -d grant_type=client_credentials \
     -d client_id=%[6]s -d client_secret=%[7]s -d audience=%[5]s
 
+Administer it (management API %[1]s/api/v1, every management scope):
+  export GATEHOUSE_SERVER=%[1]s GATEHOUSE_CLIENT_ID=%[8]s GATEHOUSE_CLIENT_SECRET=%[9]s
+  gatehouse client list
+
 Signing keys: %[1]s/.well-known/jwks.json   Discovery: %[1]s/.well-known/oauth-authorization-server
 Press Ctrl-C to stop.
 
-`, m.URL, m.IssuerURL, m.DB, devKeyFile, demoAudience, demoClientID, secret)
+`, m.URL, m.IssuerURL, m.DB, devKeyFile, demoAudience, demoClientID, secret, devAdminID, adminSecret)
 }

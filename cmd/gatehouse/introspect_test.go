@@ -24,17 +24,12 @@ import (
 // Secrets of the management fixture's clients.
 const (
 	secretIntrospect = "introspect-secret-0123456789abcdefghijklmnopqrstuvwxyz"
-	secretAdmin      = "admin-secret-0123456789abcdefghijklmnopqrstuvwxyz"
 	secretRevokeOnly = "revoke-only-secret-0123456789abcdefghijklmnopqrstuvwxyz"
 )
 
-// managementFixture is the fixture plus the management API and three clients of it: one that may introspect, an
+// managementFixture is the fixture plus three clients of the built-in management API: one that may introspect, an
 // admin that may introspect and revoke any token, and one that may revoke but not introspect.
-var managementFixture = strings.Replace(fixture, "clients:\n", `  - identifier: urn:gatehouse:management
-    name: Gatehouse management
-    scopes: ["introspect:tokens", "revoke:tokens"]
-    token_lifetime: 1h
-clients:
+var managementFixture = strings.Replace(fixture, "clients:\n", `clients:
   - client_id: svc-introspect
     name: Introspects
     client_secret: `+secretIntrospect+`
@@ -109,20 +104,6 @@ func (ts *testServer) token(t *testing.T, id, secret string, kv ...string) strin
 		t.Fatalf("token for %s: %d %s", id, r.status, r.body)
 	}
 	return r.json["access_token"].(string)
-}
-
-// claimsOf decodes a token's payload without checking it.
-func claimsOf(t *testing.T, token string) map[string]any {
-	t.Helper()
-	b, err := base64.RawURLEncoding.DecodeString(strings.Split(token, ".")[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c map[string]any
-	if err := json.Unmarshal(b, &c); err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 // forge returns a compact JWS of claims with header, signed by sign over the signing input.

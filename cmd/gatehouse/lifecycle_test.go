@@ -232,7 +232,7 @@ func TestDiscoveryJWKSHealth(t *testing.T) {
 			"issuer":                                ts.IssuerURL,
 			"token_endpoint":                        ts.URL + "/oauth/token",
 			"jwks_uri":                              ts.URL + "/.well-known/jwks.json",
-			"grant_types_supported":                 []any{"client_credentials"},
+			"grant_types_supported":                 []any{"client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"},
 			"token_endpoint_auth_methods_supported": []any{"client_secret_basic", "client_secret_post"},
 			"id_token_signing_alg_values_supported": []any{"RS256", "ES256", "EdDSA"},
 		}

@@ -58,7 +58,8 @@ Run it for real:                                   gatehouse serve --config gate
 Get a token from any token endpoint:               gatehouse token --url … --client-id … --client-secret …
 Cache tokens of any token endpoint, for any language: gatehouse proxy --upstream https://TENANT.auth0.com/oauth/token
 Check tokens for nginx, Traefik, Caddy or Envoy:   gatehouse authorize --rules rules.yaml --issuer URL
-Rotate or revoke a signing key:                     gatehouse signing-key rotate --alg ES256`,
+Rotate or revoke a signing key:                    gatehouse signing-key rotate --alg ES256
+Administer a running server:                       gatehouse api|client|grant|org|signing-key|audit <verb>, gatehouse apply -f FILE`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -66,7 +67,8 @@ Rotate or revoke a signing key:                     gatehouse signing-key rotate
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newServeCmd(stdout, stderr), newDevCmd(stdout, stderr), newTokenCmd(stdout, stderr), newBenchCmd(stdout, stderr),
-		newProxyCmd(stdout, stderr), newAuthorizeCmd(stdout, stderr), newSigningKeyCmd(stdout, stderr))
+		newProxyCmd(stdout, stderr), newAuthorizeCmd(stdout, stderr))
+	root.AddCommand(append(newAdminCmds(stdout, stderr), newApplyCmd(stdout, stderr))...)
 	return root
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -17,10 +18,13 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/gatehouse/gatehouse/internal/apikey"
+	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/issuer"
 	"github.com/gatehouse/gatehouse/internal/keyset"
+	"github.com/gatehouse/gatehouse/internal/limit"
 	"github.com/gatehouse/gatehouse/internal/revocation"
 	"github.com/gatehouse/gatehouse/internal/rootkey"
 	"github.com/gatehouse/gatehouse/internal/server"
@@ -45,6 +49,13 @@ type Main struct {
 	// are the defaults.
 	RotateEvery, PublishAhead, KeyRetention time.Duration
 	RevocationPoll                          time.Duration // how often revocations made by other instances are read
+	// Issuance limits and the audit log. The limits are kept in process: one instance.
+	AuditRetention time.Duration         // how long audit events are kept: 0 for 90 days, negative for ever
+	AuthThrottle   limit.ThrottleOptions // limits on failed client authentication; zero for the defaults
+	TrustedProxies []netip.Prefix        // reverse proxies whose X-Forwarded-For is believed
+	Audit          *audit.Recorder       // set by Open; Serve runs it
+	APIKeyPrefix   string                // prefix of new API keys for organizations without their own; "" for apikey.DefaultPrefix
+	APIKeys        *apikey.Checker       // set by Open; Serve runs it (last-used times, pruning)
 
 	Store    auth.Store
 	Keys     *keyset.Keyset
@@ -88,6 +99,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if err = m.openStore(ctx); err != nil {
 		return err
 	}
+	if err = config.EnsureManagementAPI(ctx, m.Store, time.Now()); err != nil {
+		return err
+	}
 	for _, f := range []*config.File{file, m.extra} {
 		if f == nil {
 			continue
@@ -119,10 +133,14 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if m.IssuerURL == "" {
 		m.IssuerURL = m.URL + "/"
 	}
-	m.Issuer = issuer.New(m.Store, m.Keys, m.Hasher, issuer.Options{Issuer: m.IssuerURL, CacheTTL: m.CacheTTL, Logger: m.Logger,
-		Verifier: m.Keys, Revocations: m.Revocations})
-	srv := server.New(server.Config{Issuer: m.Issuer, Keys: m.Keys, Store: m.Store, Revocations: m.Revocations,
-		IssuerURL: m.IssuerURL, Logger: m.Logger})
+	m.APIKeys = apikey.NewChecker(m.Store, auth.NewSecretHasher(m.RootKey.Derive("api key hashing")),
+		apikey.CheckerOptions{CacheTTL: m.CacheTTL, Logger: m.Logger})
+	m.Audit = audit.New(m.Store, audit.Options{Retention: m.AuditRetention, Logger: m.Logger})
+	m.Issuer = issuer.New(m.Store, m.Keys, m.Hasher, issuer.Options{Issuer: m.IssuerURL, CacheTTL: m.CacheTTL, Logger: m.Logger, Verifier: m.Keys, Revocations: m.Revocations,
+		Limiter: limit.NewMemory(0), Throttle: limit.NewThrottle(limit.NewMemory(0), m.AuthThrottle), Audit: m.Audit,
+		APIKeys: m.APIKeys})
+	srv := server.New(server.Config{Issuer: m.Issuer, Keys: m.Keys, Store: m.Store, Revocations: m.Revocations, IssuerURL: m.IssuerURL, Logger: m.Logger,
+		Hasher: m.Hasher, Audit: m.Audit, TrustedProxies: m.TrustedProxies, APIKeys: m.APIKeys, APIKeyPrefix: m.APIKeyPrefix})
 	m.http = server.NewHTTPServer(m.Addr, srv.Handler(), m.Logger)
 	return nil
 }
@@ -196,7 +214,7 @@ func (m *Main) report(res *config.Result) {
 // finish (up to 15 s) before it returns.
 func (m *Main) Serve(ctx context.Context) error {
 	m.Logger.Info("gatehouse serving", "addr", m.listener.Addr().String(), "issuer", m.IssuerURL)
-	return serveHTTP(ctx, m.http, m.listener, m.Keys.Run, m.Revocations.Run)
+	return serveHTTP(ctx, m.http, m.listener, m.Keys.Run, m.Revocations.Run, m.Audit.Run, m.APIKeys.Run)
 }
 
 // shutdownTimeout bounds how long a stopping server waits for requests in flight.
@@ -254,6 +272,11 @@ type serveFlags struct {
 	jwksMaxAge, cacheTTL                  time.Duration
 	keys                                  keyScheduleFlags
 	revocationPoll                        time.Duration
+	// Issuance limits and the audit log.
+	auditRetention                                time.Duration
+	authFailuresPerClient, authFailuresPerAddress int
+	trustedProxies                                []string
+	apiKeyPrefix                                  string
 }
 
 // keyScheduleFlags are the signing key schedule's flags, shared by serve, dev and the signing-key commands.
@@ -295,6 +318,17 @@ func (f *serveFlags) register(cmd *cobra.Command, defaultDB string) {
 	f.keys.register(fl)
 	fl.DurationVar(&f.revocationPoll, "revocation-poll", revocation.DefaultPollEvery,
 		"how often revocations made through other instances are read: how long a token revoked elsewhere stays valid here")
+
+	// Issuance limits and the audit log.
+	fl.DurationVar(&f.auditRetention, "audit-retention", audit.DefaultRetention, "how long audit events are kept (0: for ever)")
+	fl.IntVar(&f.authFailuresPerClient, "auth-failures-per-client", limit.DefaultPerClient.Count,
+		"failed client authentications a minute per client_id and source address before 429 (0: no limit)")
+	fl.IntVar(&f.authFailuresPerAddress, "auth-failures-per-address", limit.DefaultPerSource.Count,
+		"failed client authentications a minute per source address, whatever the client_id, before 429 (0: no limit)")
+	fl.StringVar(&f.apiKeyPrefix, "api-key-prefix", apikey.DefaultPrefix,
+		"prefix of new API keys for organizations that have not chosen one (2-12 lowercase letters and digits)")
+	fl.StringSliceVar(&f.trustedProxies, "trusted-proxies", nil,
+		"networks (CIDR) of reverse proxies whose X-Forwarded-For gives the caller's address")
 }
 
 func (f *serveFlags) logger(w io.Writer) (*slog.Logger, error) {
@@ -346,6 +380,13 @@ func (f *serveFlags) main(cmd *cobra.Command, stderr io.Writer) (*Main, error) {
 		CacheTTL: f.cacheTTL, Logger: log, Stderr: stderr,
 		RotateEvery: f.keys.rotateEvery, PublishAhead: f.keys.publishAhead, KeyRetention: f.keys.retention,
 		RevocationPoll: f.revocationPoll}
+	if err := f.limits(m); err != nil {
+		return nil, err
+	}
+	if err := apikey.ValidatePrefix("--api-key-prefix", f.apiKeyPrefix); err != nil {
+		return nil, usageError{err}
+	}
+	m.APIKeyPrefix = f.apiKeyPrefix
 	if m.RootKey, err = readRootKey(f.rootKeyFile); err != nil {
 		return nil, err
 	}
@@ -365,6 +406,36 @@ func readRootKey(file string) (*rootkey.Key, error) {
 		return k, nil
 	}
 	return nil, nil
+}
+
+// limits sets m's issuance limits and audit retention from the flags.
+func (f *serveFlags) limits(m *Main) error {
+	if f.auditRetention < 0 || f.authFailuresPerClient < 0 || f.authFailuresPerAddress < 0 {
+		return usageError{errors.New("--audit-retention and --auth-failures-* must not be negative")}
+	}
+	m.AuditRetention = f.auditRetention
+	if m.AuditRetention == 0 {
+		m.AuditRetention = -1 // for ever
+	}
+	perMinute := func(n int) limit.Rate {
+		if n == 0 {
+			return limit.Rate{Count: -1} // no limit
+		}
+		return limit.Rate{Count: n, Per: time.Minute}
+	}
+	m.AuthThrottle = limit.ThrottleOptions{PerClient: perMinute(f.authFailuresPerClient), PerSource: perMinute(f.authFailuresPerAddress)}
+	for _, s := range f.trustedProxies {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			if ip, ierr := netip.ParseAddr(strings.TrimSpace(s)); ierr == nil {
+				p = netip.PrefixFrom(ip, ip.BitLen())
+			} else {
+				return usageError{fmt.Errorf("--trusted-proxies %q: use CIDRs such as 10.0.0.0/8 or single addresses", s)}
+			}
+		}
+		m.TrustedProxies = append(m.TrustedProxies, p.Masked())
+	}
+	return nil
 }
 
 func newServeCmd(stdout, stderr io.Writer) *cobra.Command {

@@ -2,9 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatehouse/gatehouse/internal/rootkey"
 )
@@ -12,6 +14,7 @@ import (
 // listedKey is a key as `signing-key list -o json` prints it.
 type listedKey struct {
 	KID, Alg, State string
+	NextStepAt      time.Time `json:"next_step_at"`
 }
 
 func listKeysCLI(t *testing.T, db string) []listedKey {
@@ -20,11 +23,11 @@ func listKeysCLI(t *testing.T, db string) []listedKey {
 	if code != 0 {
 		t.Fatalf("signing-key list: exit %d: %s", code, stderr)
 	}
-	var keys []listedKey
+	var keys struct{ Items []listedKey }
 	if err := json.Unmarshal([]byte(stdout), &keys); err != nil {
 		t.Fatalf("signing-key list -o json: %v\n%s", err, stdout)
 	}
-	return keys
+	return keys.Items
 }
 
 func keysIn(keys []listedKey, alg, state string) []string {
@@ -37,8 +40,9 @@ func keysIn(keys []listedKey, alg, state string) []string {
 	return kids
 }
 
-// TestSigningKeyCommands: rotate and revoke act on the database, with the root key from the environment, while a
-// server runs on it; the server sees the change at its next reload.
+// TestSigningKeyCommands: with --db, rotate and revoke act on the database directly, with the root key from the
+// environment, while a server runs on it; the server sees the change at its next reload. (Through the management
+// API: TestAdminSigningKey.)
 func TestSigningKeyCommands(t *testing.T) {
 	dir := t.TempDir()
 	key := rootkey.Generate()
@@ -51,10 +55,23 @@ func TestSigningKeyCommands(t *testing.T) {
 	if len(keys) != 3 || len(first) != 1 {
 		t.Fatalf("keys before: %+v, want one current key per algorithm", keys)
 	}
+	// The schedule is the flags' (or their GATEHOUSE_<FLAG> variables'), which should be the servers'.
+	for _, k := range keys {
+		if d := time.Until(k.NextStepAt); d < 29*24*time.Hour || d > 30*24*time.Hour {
+			t.Errorf("key %+v: next step in %v, want 30 days less the publication ahead", k, d)
+		}
+	}
+	t.Setenv("GATEHOUSE_KEY_ROTATION_PERIOD", "48h")
+	for _, k := range listKeysCLI(t, db) {
+		if d := time.Until(k.NextStepAt); d < 47*time.Hour || d > 48*time.Hour {
+			t.Errorf("with GATEHOUSE_KEY_ROTATION_PERIOD=48h, key %+v: next step in %v, want 48h less the publication ahead", k, d)
+		}
+	}
+	os.Unsetenv("GATEHOUSE_KEY_ROTATION_PERIOD")
 
 	// rotate: a next key, published ahead; the current one still signs.
 	code, stdout, stderr := runCLI(t, "signing-key", "rotate", "--alg", "ES256", "--db", db)
-	if code != 0 || !strings.Contains(stderr, "published as next") || !strings.Contains(stdout, "STATE") {
+	if code != 0 || !strings.Contains(stderr, "published as next") || !strings.Contains(stdout, "state:") {
 		t.Fatalf("rotate: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
 	}
 	keys = listKeysCLI(t, db)
@@ -83,9 +100,9 @@ func TestSigningKeyCommands(t *testing.T) {
 	}
 
 	// revoke: gone from the database, and from the server's JWKS at its reload.
-	code, _, stderr = runCLI(t, "signing-key", "revoke", next[0], "--db", db)
-	if code != 0 || !strings.Contains(stderr, "WARNING") {
-		t.Fatalf("revoke: exit %d: %s", code, stderr)
+	code, stdout, stderr = runCLI(t, "signing-key", "revoke", "--db", db, "-o", "json", "--", next[0])
+	if code != 0 || !strings.Contains(stderr, "WARNING") || jsonField(t, stdout, "kid") != next[0] || jsonField(t, stdout, "alg") != "ES256" {
+		t.Fatalf("revoke: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
 	}
 	keys = listKeysCLI(t, db)
 	if got := keysIn(keys, "ES256", "current"); len(got) != 1 || got[0] == next[0] {
@@ -110,6 +127,8 @@ func TestSigningKeyCommands(t *testing.T) {
 		{[]string{"signing-key", "rotate", "--alg", "ES256", "--db", db, "--key-rotation-period", "1m"}, 2},
 		{[]string{"signing-key", "revoke", "no-such-kid", "--db", db}, 1},
 		{[]string{"signing-key", "list", "--db", "sqlite:" + filepath.Join(dir, "missing.db")}, 1},
+		{[]string{"signing-key", "list", "--db", db, "--server", ts.URL}, 2},
+		{[]string{"signing-key", "list", "--key-retention", "1h"}, 2}, // a flag of the direct mode without --db
 	} {
 		if code, _, stderr := runCLI(t, tt.args...); code != tt.want {
 			t.Errorf("gatehouse %s: exit %d, want %d (%s)", strings.Join(tt.args, " "), code, tt.want, stderr)

@@ -20,6 +20,8 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrInvalid: input failed validation; the error is a *ValidationError naming the field.
 	ErrInvalid = errors.New("invalid")
+	// ErrStale: an update named a Version that is no longer the stored one (someone else changed it first).
+	ErrStale = errors.New("stale version")
 )
 
 // ValidationError says which field of an input is wrong and why. It matches ErrInvalid with errors.Is.
@@ -74,8 +76,12 @@ type API struct {
 	Scopes        []Scope
 	TokenLifetime time.Duration
 	SigningAlg    Algorithm
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
+	// KeyTokenLifetime is the lifetime of tokens an API key is exchanged for (RFC 8693): zero means
+	// DefaultKeyTokenLifetime, and it is never longer than TokenLifetime.
+	KeyTokenLifetime time.Duration
+	Version          int64 // bumped by every update; the ETag of the management API, and its compare-and-swap
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
 }
 
 // Scope is a permission an API defines.
@@ -100,7 +106,10 @@ type Client struct {
 	Name        string
 	Description string
 	Disabled    bool
-	Secrets     []Secret // at least one; several during a rotation
+	OrgID       string    // the organization that owns the client; "" for none
+	RateLimit   RateLimit // how many tokens it may get; the zero value is no limit
+	Secrets     []Secret  // at least one; several during a rotation
+	Version     int64     // bumped by every update
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
 }
@@ -123,6 +132,7 @@ type Grant struct {
 	ClientID  string
 	APIID     string
 	Scopes    []string // a subset of the API's scope names; may be empty (audience only)
+	Version   int64    // bumped by every update
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
@@ -164,6 +174,9 @@ type Store interface {
 	GrantStore
 	SigningKeyStore
 	SettingStore
+	OrgStore
+	APIKeyStore
+	AuditStore
 	LifecycleStore
 
 	// Ping reports whether the backend is reachable.
@@ -176,8 +189,9 @@ type Store interface {
 type APIStore interface {
 	// CreateAPI stores a new API. ErrConflict if its ID or Identifier is taken.
 	CreateAPI(ctx context.Context, api *API) error
-	// UpdateAPI replaces the stored API with the same ID (all fields but ID and CreatedAt).
-	// ErrNotFound if there is none; ErrConflict if the new Identifier is taken by another API.
+	// UpdateAPI replaces the stored API with the same ID (all fields but ID and CreatedAt), if its stored Version
+	// is api.Version, and then increments api.Version. ErrNotFound if there is none; ErrStale if the version
+	// differs; ErrConflict if the new Identifier is taken by another API.
 	UpdateAPI(ctx context.Context, api *API) error
 	// FindAPI returns the API with the given ID, or ErrNotFound.
 	FindAPI(ctx context.Context, id string) (*API, error)
@@ -185,6 +199,8 @@ type APIStore interface {
 	FindAPIByIdentifier(ctx context.Context, identifier string) (*API, error)
 	// ListAPIs returns every API ordered by Identifier.
 	ListAPIs(ctx context.Context) ([]*API, error)
+	// ListAPIsPage returns a page of APIs ordered by ID.
+	ListAPIsPage(ctx context.Context, p Page) ([]*API, error)
 	// DeleteAPI removes the API and every grant for it. ErrNotFound if there is none.
 	DeleteAPI(ctx context.Context, id string) error
 }
@@ -193,18 +209,22 @@ type APIStore interface {
 type ClientStore interface {
 	// CreateClient stores a new client with its secrets. ErrConflict if the ID or a secret ID is taken.
 	CreateClient(ctx context.Context, c *Client) error
-	// UpdateClient replaces Name, Description, Disabled and UpdatedAt of the client with the same ID; secrets are
-	// untouched. ErrNotFound if there is none.
+	// UpdateClient replaces Name, Description, Disabled, RateLimit and UpdatedAt of the client with the same ID
+	// (OrgID and secrets are untouched), if its stored Version is c.Version, and then increments c.Version.
+	// ErrNotFound if there is none; ErrStale if the version differs.
 	UpdateClient(ctx context.Context, c *Client) error
 	// FindClient returns the client with its secrets (ordered by CreatedAt, then ID), or ErrNotFound.
 	FindClient(ctx context.Context, id string) (*Client, error)
 	// ListClients returns every client, with secrets, ordered by ID.
 	ListClients(ctx context.Context) ([]*Client, error)
+	// ListClientsPage returns the clients f selects, with secrets, ordered by ID.
+	ListClientsPage(ctx context.Context, f ClientFilter) ([]*Client, error)
 	// DeleteClient removes the client, its secrets and its grants. ErrNotFound if there is none.
 	DeleteClient(ctx context.Context, id string) error
-	// AddClientSecret adds a secret to a client. ErrNotFound if the client does not exist; ErrConflict if the
-	// secret ID is taken.
-	AddClientSecret(ctx context.Context, clientID string, s Secret) error
+	// AddClientSecret adds a secret to a client and, if othersExpireAt is not zero, makes each of its other
+	// secrets that would live longer expire then, in one transaction: a rotation with a grace period.
+	// ErrNotFound if the client does not exist; ErrConflict if the secret ID is taken.
+	AddClientSecret(ctx context.Context, clientID string, s Secret, othersExpireAt time.Time) error
 	// UpdateClientSecretExpiry sets when a secret stops working (zero: never). ErrNotFound if the client has no
 	// secret with that ID.
 	UpdateClientSecretExpiry(ctx context.Context, clientID, secretID string, expiresAt time.Time) error
@@ -219,8 +239,18 @@ type GrantStore interface {
 	// the stored ID and CreatedAt, which are written back into g). ErrNotFound if the client or API does not exist;
 	// ErrConflict if a new grant's ID is taken by another grant.
 	PutGrant(ctx context.Context, g *Grant) error
+	// CreateGrant stores a new grant. ErrConflict if its ID is taken or the client already has a grant for the
+	// API; ErrNotFound if the client or API does not exist.
+	CreateGrant(ctx context.Context, g *Grant) error
+	// UpdateGrant replaces Scopes and UpdatedAt of the grant with the same ID, if its stored Version is g.Version,
+	// and then increments g.Version. ErrNotFound if there is none; ErrStale if the version differs.
+	UpdateGrant(ctx context.Context, g *Grant) error
+	// FindGrant returns the grant with the given ID, or ErrNotFound.
+	FindGrant(ctx context.Context, id string) (*Grant, error)
 	// ListGrants returns the client's grants ordered by APIID. An unknown client has none.
 	ListGrants(ctx context.Context, clientID string) ([]*Grant, error)
+	// ListGrantsPage returns the grants f selects, ordered by ID.
+	ListGrantsPage(ctx context.Context, f GrantFilter) ([]*Grant, error)
 	// DeleteGrant removes the grant for (clientID, apiID). ErrNotFound if there is none.
 	DeleteGrant(ctx context.Context, clientID, apiID string) error
 }

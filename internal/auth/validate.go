@@ -145,6 +145,15 @@ func (a *API) Normalize() error {
 	if a.TokenLifetime%time.Second != 0 {
 		return invalid("token_lifetime", "must be a whole number of seconds")
 	}
+	if a.KeyTokenLifetime == 0 {
+		a.KeyTokenLifetime = min(DefaultKeyTokenLifetime, a.TokenLifetime)
+	}
+	if a.KeyTokenLifetime < MinTokenLifetime || a.KeyTokenLifetime > a.TokenLifetime {
+		return invalid("key_token_lifetime", "%s is out of range: use 1m up to the token lifetime (%s)", a.KeyTokenLifetime, a.TokenLifetime)
+	}
+	if a.KeyTokenLifetime%time.Second != 0 {
+		return invalid("key_token_lifetime", "must be a whole number of seconds")
+	}
 	if !a.SigningAlg.Valid() {
 		return invalid("signing_alg", "%q is not supported: use RS256, ES256 or EdDSA", a.SigningAlg)
 	}
@@ -174,6 +183,9 @@ func (c *Client) Normalize() error {
 		return err
 	}
 	if err := ValidateName("name", c.Name); err != nil {
+		return err
+	}
+	if err := c.RateLimit.Validate("rate_limit"); err != nil {
 		return err
 	}
 	return ValidateDescription("description", c.Description)

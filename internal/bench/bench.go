@@ -211,8 +211,8 @@ func benchErr(ctx context.Context, err error) error {
 	return err
 }
 
-// benchConfig is the declarative file of the server under test: one API per algorithm, the management API, and one
-// client granted all, with the management API's introspect:tokens.
+// benchConfig is the declarative file of the server under test: one API per algorithm, and one client granted all,
+// with the built-in management API's introspect:tokens.
 func benchConfig(algs []auth.Algorithm) []byte {
 	var b strings.Builder
 	b.WriteString("apis:\n")
@@ -220,7 +220,6 @@ func benchConfig(algs []auth.Algorithm) []byte {
 		fmt.Fprintf(&b, "  - identifier: %s\n    name: Bench %s\n    scopes: [read, write]\n    signing_alg: %s\n",
 			benchAudience(alg), alg, alg)
 	}
-	fmt.Fprintf(&b, "  - identifier: %s\n    name: Management\n    scopes: [%q]\n", auth.ManagementAudience, auth.ScopeIntrospect)
 	fmt.Fprintf(&b, "clients:\n  - client_id: %s\n    name: Bench client\n    client_secret: ${%s}\n    grants:\n",
 		benchClientID, benchSecretVar)
 	for _, alg := range algs {

@@ -69,9 +69,13 @@ func (s *memStore) UpdateAPI(_ context.Context, a *auth.API) error {
 	if old == nil {
 		return fmt.Errorf("update api: %w", auth.ErrNotFound)
 	}
+	if old.Version != a.Version {
+		return fmt.Errorf("update api: %w", auth.ErrStale)
+	}
 	if other := s.byIdentifier(a.Identifier); other != nil && other.ID != a.ID {
 		return fmt.Errorf("update api: %w", auth.ErrConflict)
 	}
+	a.Version++
 	n := cloneAPI(a)
 	n.CreatedAt = old.CreatedAt
 	s.apis[a.ID] = n
@@ -122,7 +126,12 @@ func (s *memStore) UpdateClient(_ context.Context, c *auth.Client) error {
 	if old == nil {
 		return fmt.Errorf("update client: %w", auth.ErrNotFound)
 	}
-	old.Name, old.Description, old.Disabled, old.UpdatedAt = c.Name, c.Description, c.Disabled, c.UpdatedAt
+	if old.Version != c.Version {
+		return fmt.Errorf("update client: %w", auth.ErrStale)
+	}
+	old.Name, old.Description, old.Disabled, old.RateLimit, old.UpdatedAt = c.Name, c.Description, c.Disabled, c.RateLimit, c.UpdatedAt
+	c.Version++
+	old.Version = c.Version
 	return nil
 }
 
@@ -140,7 +149,7 @@ func (s *memStore) FindClient(_ context.Context, id string) (*auth.Client, error
 	return d, nil
 }
 
-func (s *memStore) AddClientSecret(_ context.Context, clientID string, sec auth.Secret) error {
+func (s *memStore) AddClientSecret(_ context.Context, clientID string, sec auth.Secret, othersExpireAt time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.clients[clientID]
@@ -149,6 +158,11 @@ func (s *memStore) AddClientSecret(_ context.Context, clientID string, sec auth.
 	}
 	if s.secretTaken(sec.ID) {
 		return fmt.Errorf("add secret: %w", auth.ErrConflict)
+	}
+	for i, old := range c.Secrets {
+		if !othersExpireAt.IsZero() && (old.ExpiresAt.IsZero() || old.ExpiresAt.After(othersExpireAt)) {
+			c.Secrets[i].ExpiresAt = othersExpireAt
+		}
 	}
 	sec.Hash = slices.Clone(sec.Hash)
 	c.Secrets = append(c.Secrets, sec)
@@ -181,7 +195,7 @@ func (s *memStore) PutGrant(_ context.Context, g *auth.Grant) error {
 	}
 	key := [2]string{g.ClientID, g.APIID}
 	if old := s.grants[key]; old != nil {
-		g.ID, g.CreatedAt = old.ID, old.CreatedAt
+		g.ID, g.CreatedAt, g.Version = old.ID, old.CreatedAt, old.Version+1
 	}
 	n := *g
 	n.Scopes = slices.Clone(g.Scopes)
@@ -242,9 +256,9 @@ func (s *countingStore) DeleteClient(ctx context.Context, id string) error {
 	return s.Store.DeleteClient(ctx, id)
 }
 
-func (s *countingStore) AddClientSecret(ctx context.Context, clientID string, sec auth.Secret) error {
+func (s *countingStore) AddClientSecret(ctx context.Context, clientID string, sec auth.Secret, othersExpireAt time.Time) error {
 	s.write("AddClientSecret")
-	return s.Store.AddClientSecret(ctx, clientID, sec)
+	return s.Store.AddClientSecret(ctx, clientID, sec, othersExpireAt)
 }
 
 func (s *countingStore) UpdateClientSecretExpiry(ctx context.Context, clientID, secretID string, at time.Time) error {
@@ -287,6 +301,24 @@ func (s racingStore) CreateClient(ctx context.Context, c *auth.Client) error {
 		return err
 	}
 	return s.Store.CreateClient(ctx, c)
+}
+
+// stalingStore plays another instance applying the same file: just before each update, that instance makes the
+// same update, so ours answers ErrStale.
+type stalingStore struct{ auth.Store }
+
+func (s stalingStore) UpdateAPI(ctx context.Context, a *auth.API) error {
+	if err := s.Store.UpdateAPI(ctx, cloneAPI(a)); err != nil {
+		return err
+	}
+	return s.Store.UpdateAPI(ctx, a)
+}
+
+func (s stalingStore) UpdateClient(ctx context.Context, c *auth.Client) error {
+	if err := s.Store.UpdateClient(ctx, cloneClient(c)); err != nil {
+		return err
+	}
+	return s.Store.UpdateClient(ctx, c)
 }
 
 var errBoom = errors.New("boom")
@@ -468,7 +500,7 @@ func TestApplyUpdates(t *testing.T) {
 	c, _ := mem.FindClient(ctx, "reporting")
 	c.Disabled = true
 	mem.UpdateClient(ctx, c)
-	mem.AddClientSecret(ctx, "reporting", auth.Secret{ID: "sec_rotated", Hash: hasher.Hash(auth.NewSecret()), CreatedAt: t0})
+	mem.AddClientSecret(ctx, "reporting", auth.Secret{ID: "sec_rotated", Hash: hasher.Hash(auth.NewSecret()), CreatedAt: t0}, time.Time{})
 
 	changed := strings.NewReplacer(
 		"name: Example API", "name: Example API v1",
@@ -502,6 +534,7 @@ func TestApplyUpdates(t *testing.T) {
 		Scopes:        []auth.Scope{{Name: "read"}, {Name: "write", Description: "Create, change and delete items"}},
 		TokenLifetime: 24 * time.Hour, // the default, now that the file leaves it out
 		SigningAlg:    auth.ES256,
+		Version:       1,
 		CreatedAt:     t0,
 		UpdatedAt:     t1,
 	}
@@ -574,10 +607,10 @@ func TestApplyReplacesSecret(t *testing.T) {
 		{"changed in the file", func(*memStore) {}, true},
 		{"the matching secret has expired", func(mem *memStore) {
 			// The file's secret was set once through the management API, and has stopped working since.
-			mem.AddClientSecret(ctx, "billing-service", auth.Secret{ID: "sec_new", Hash: hasher.Hash(newSecret), CreatedAt: t0, ExpiresAt: t0.Add(time.Minute)})
+			mem.AddClientSecret(ctx, "billing-service", auth.Secret{ID: "sec_new", Hash: hasher.Hash(newSecret), CreatedAt: t0, ExpiresAt: t0.Add(time.Minute)}, time.Time{})
 		}, true},
 		{"one of two secrets matches", func(mem *memStore) {
-			mem.AddClientSecret(ctx, "billing-service", auth.Secret{ID: "sec_new", Hash: hasher.Hash(newSecret), CreatedAt: t0})
+			mem.AddClientSecret(ctx, "billing-service", auth.Secret{ID: "sec_new", Hash: hasher.Hash(newSecret), CreatedAt: t0}, time.Time{})
 		}, false},
 	}
 	for _, tt := range tests {
@@ -708,6 +741,53 @@ func TestApplyRace(t *testing.T) {
 	}
 	if n := len(mem.apis); n != 1 {
 		t.Errorf("%d APIs stored, want 1", n)
+	}
+}
+
+func TestApplyStale(t *testing.T) {
+	// Another instance makes the same update between our Find and our Update.
+	mem := newMemStore()
+	mustApply(t, mustParse(t, exampleFile), mem, t0)
+	changed := strings.NewReplacer("name: Example API", "name: Example API v1", "description: Nightly reports",
+		"description: Hourly reports").Replace(exampleFile)
+	r := mustApply(t, mustParse(t, changed), stalingStore{mem}, t1)
+	diffResult(t, r, &Result{Unchanged: []string{
+		"api https://api.example.com/v1", // the other instance's update is ours
+		"client billing-service",
+		"grant billing-service → https://api.example.com/v1",
+		"client reporting",
+		"grant reporting → https://api.example.com/v1",
+	}})
+	api, _ := mem.FindAPIByIdentifier(context.Background(), "https://api.example.com/v1")
+	c, _ := mem.FindClient(context.Background(), "reporting")
+	if api.Name != "Example API v1" || api.Version != 1 || c.Description != "Hourly reports" || c.Version != 1 {
+		t.Errorf("API %q at version %d, client description %q at version %d; want the file's, each updated once",
+			api.Name, api.Version, c.Description, c.Version)
+	}
+}
+
+func TestApplyKeepsKeyTokenLifetime(t *testing.T) {
+	// The file does not declare key_token_lifetime: an update keeps the stored one, within the token lifetime.
+	ctx := context.Background()
+	mem := newMemStore()
+	mustApply(t, mustParse(t, exampleFile), mem, t0)
+	api, _ := mem.FindAPIByIdentifier(ctx, "https://api.example.com/v1")
+	api.KeyTokenLifetime = 30 * time.Minute
+	if err := mem.UpdateAPI(ctx, api); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		replace string
+		want    time.Duration
+	}{
+		{"name: Example API v1", 30 * time.Minute},
+		{"name: Example API v1\n    token_lifetime: 10m", 10 * time.Minute},
+	} {
+		src := strings.Replace(strings.Replace(exampleFile, "    token_lifetime: 1h\n", "", 1), "name: Example API", tt.replace, 1)
+		mustApply(t, mustParse(t, src), mem, t1)
+		if got, _ := mem.FindAPIByIdentifier(ctx, "https://api.example.com/v1"); got.KeyTokenLifetime != tt.want {
+			t.Errorf("after applying %q: KeyTokenLifetime = %v, want %v", tt.replace, got.KeyTokenLifetime, tt.want)
+		}
 	}
 }
 

@@ -1,8 +1,9 @@
 // Package config reads Gatehouse's declarative file, the YAML that `gatehouse serve --config FILE` applies at start,
 // and applies it to an auth.Store.
 //
-// The file declares APIs and clients with their grants. Applying it is idempotent and additive: what the file
-// declares is created or brought up to date, and nothing is deleted because it is absent from the file. The README's
+// The file declares APIs, organizations, and clients with their grants. Applying it is idempotent and additive:
+// what the file declares is created or brought up to date, and nothing is deleted because it is absent from the
+// file. The README's
 // "The configuration file" section documents the format for users.
 //
 // Parse checks the whole file with the validators of package auth, and reports every problem as
@@ -17,6 +18,8 @@ package config
 import (
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -27,6 +30,7 @@ import (
 // File is a parsed and validated declarative file, ready to Apply.
 type File struct {
 	APIs    []API
+	Orgs    []Org
 	Clients []Client
 
 	name string // the file's name, for errors found while applying
@@ -43,13 +47,28 @@ type API struct {
 	at // where the file declares it
 }
 
+// Org is an organization as the file declares it (under organizations).
+type Org struct {
+	Name          string // unique: organizations are matched by name
+	Description   string
+	APIKeyPrefix  string  // "" for the server's default
+	AllowedGrants []Grant // the most the organization's own administrators may grant, per API
+
+	at
+}
+
 // Client is an OAuth client as the file declares it.
 type Client struct {
 	ID          string // the client_id
 	Name        string
 	Description string
 	Secret      Secret // client_secret with ${VAR}s expanded; empty if the file gives none
-	Grants      []Grant
+	// Org is the name of the organization that owns the client, in the file or in the store; "" leaves a client's
+	// organization as it is (none for a new client). A client cannot move to another organization.
+	Org string
+	// RateLimit is how many tokens the client may get; nil leaves the client's as it is, the zero value is none.
+	RateLimit *auth.RateLimit
+	Grants    []Grant
 
 	at
 }
@@ -109,4 +128,33 @@ func Parse(name string, data []byte, lookupEnv func(string) (string, bool)) (*Fi
 	}
 	p := &parser{name: name, lookupEnv: lookupEnv}
 	return p.parse(data)
+}
+
+// ParseRateLimit reads a rate limit written COUNT/DURATION, as in a file's rate_limit or the CLI's --rate-limit:
+// "100/1m" is 100 tokens a minute, "10/1s" ten a second (the unit alone, "100/m", means one of it). "none" is no
+// limit (the zero value). The limit is checked with auth.RateLimit.Validate.
+func ParseRateLimit(s string) (auth.RateLimit, error) {
+	if s == "none" {
+		return auth.RateLimit{}, nil
+	}
+	count, per, ok := strings.Cut(s, "/")
+	n, err := strconv.Atoi(count)
+	if !ok || err != nil || strings.HasPrefix(count, "+") {
+		return auth.RateLimit{}, fmt.Errorf("%q is not COUNT/DURATION, e.g. 100/1m (or none)", s)
+	}
+	if per != "" && (per[0] < '0' || per[0] > '9') {
+		per = "1" + per
+	}
+	d, err := time.ParseDuration(per)
+	if err != nil {
+		return auth.RateLimit{}, fmt.Errorf("%q is not COUNT/DURATION, e.g. 100/1m (or none)", s)
+	}
+	rl := auth.RateLimit{Count: n, Per: d}
+	if n < 1 || n > auth.MaxRateLimitCount {
+		return auth.RateLimit{}, fmt.Errorf("%q: the count must be from 1 to %d (none for no limit)", s, auth.MaxRateLimitCount)
+	}
+	if err := rl.Validate("rate_limit"); err != nil {
+		return auth.RateLimit{}, fmt.Errorf("%q: the duration must be whole seconds, from 1s to 24h", s)
+	}
+	return rl, nil
 }

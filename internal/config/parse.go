@@ -16,10 +16,11 @@ import (
 
 // The fields each mapping of the file may hold, in the order error messages list them.
 var (
-	fileFields   = []string{"apis", "clients"}
+	fileFields   = []string{"apis", "organizations", "clients"}
 	apiFields    = []string{"identifier", "name", "scopes", "token_lifetime", "signing_alg"}
 	scopeFields  = []string{"name", "description"}
-	clientFields = []string{"client_id", "name", "description", "client_secret", "grants"}
+	orgFields    = []string{"name", "description", "api_key_prefix", "allowed_grants"}
+	clientFields = []string{"client_id", "name", "description", "client_secret", "org", "rate_limit", "grants"}
 	grantFields  = []string{"audience", "scopes"}
 )
 
@@ -91,8 +92,30 @@ func (p *parser) file(top *yaml.Node) *File {
 				a.Identifier, first.path, first.node.Line)
 			continue
 		}
+		if a.Identifier == auth.ManagementAudience {
+			// Its scopes are Gatehouse's, ensured at every start: the file would take them away.
+			p.Errorf(valueOf(n, "identifier"), a.path+".identifier",
+				"%q is the built-in management API: leave it out, and grant its scopes to clients", a.Identifier)
+			continue
+		}
 		byIdentifier[a.Identifier] = a
 		f.APIs = append(f.APIs, a)
+	}
+
+	byName := make(map[string]Org)
+	for i, n := range p.List(v["organizations"], "organizations") {
+		o, ok := p.org(n, fmt.Sprintf("organizations[%d]", i))
+		if !ok {
+			continue
+		}
+		if first, ok := byName[o.Name]; ok {
+			p.Errorf(valueOf(n, "name"), o.path+".name", "%q is defined twice (first at %s, line %d)",
+				o.Name, first.path, first.node.Line)
+			continue
+		}
+		p.checkScopes(byIdentifier, o.AllowedGrants)
+		byName[o.Name] = o
+		f.Orgs = append(f.Orgs, o)
 	}
 
 	byID := make(map[string]Client)
@@ -106,18 +129,23 @@ func (p *parser) file(top *yaml.Node) *File {
 				c.ID, first.path, first.node.Line)
 			continue
 		}
-		// Scopes granted on an API of this file can be checked now; those on other APIs when applying.
-		for _, g := range c.Grants {
-			if a, ok := byIdentifier[g.Audience]; ok {
-				if _, err := a.domain().CheckScopes("scopes", g.Scopes); err != nil {
-					p.invalid(g.node, g.path, err)
-				}
-			}
-		}
+		p.checkScopes(byIdentifier, c.Grants)
 		byID[c.ID] = c
 		f.Clients = append(f.Clients, c)
 	}
 	return f
+}
+
+// checkScopes checks the scopes of grants on APIs of this file now; those on other APIs are checked when
+// applying.
+func (p *parser) checkScopes(apis map[string]API, grants []Grant) {
+	for _, g := range grants {
+		if a, ok := apis[g.Audience]; ok {
+			if _, err := a.domain().CheckScopes("scopes", g.Scopes); err != nil {
+				p.invalid(g.node, g.path, err)
+			}
+		}
+	}
 }
 
 func (p *parser) api(n *yaml.Node, path string) (API, bool) {
@@ -194,6 +222,17 @@ func (p *parser) client(n *yaml.Node, path string) (Client, bool) {
 	c.ID = p.Str(v["client_id"], path+".client_id")
 	c.Name = p.Str(v["name"], path+".name")
 	c.Description = p.Str(v["description"], path+".description")
+	c.Org = p.Str(v["org"], path+".org")
+	if rn := v["rate_limit"]; !yamlfile.IsNull(rn) {
+		field, before := path+".rate_limit", p.Len()
+		if s := p.Str(rn, field); p.Len() == before {
+			if rl, err := ParseRateLimit(s); err != nil {
+				p.Errorf(rn, field, "%v", err)
+			} else {
+				c.RateLimit = &rl
+			}
+		}
+	}
 	if sn := v["client_secret"]; !yamlfile.IsNull(sn) {
 		field, before := path+".client_secret", p.Len()
 		if s := p.Str(sn, field); p.Len() == before {
@@ -204,20 +243,7 @@ func (p *parser) client(n *yaml.Node, path string) (Client, bool) {
 			c.Secret = Secret(s)
 		}
 	}
-	byAudience := make(map[string]Grant)
-	for i, gn := range p.List(v["grants"], path+".grants") {
-		g, ok := p.grant(gn, fmt.Sprintf("%s.grants[%d]", path, i))
-		if !ok {
-			continue
-		}
-		if first, ok := byAudience[g.Audience]; ok {
-			p.Errorf(valueOf(gn, "audience"), g.path+".audience", "%q is granted twice (first at %s, line %d)",
-				g.Audience, strings.TrimPrefix(first.path, path+"."), first.node.Line)
-			continue
-		}
-		byAudience[g.Audience] = g
-		c.Grants = append(c.Grants, g)
-	}
+	c.Grants = p.grants(v["grants"], path, "grants", "is granted twice")
 	if p.Len() > errs {
 		return c, false
 	}
@@ -228,6 +254,53 @@ func (p *parser) client(n *yaml.Node, path string) (Client, bool) {
 		return c, false
 	}
 	return c, true
+}
+
+// grants reads the list of grants under key of the entry at path, each audience at most once.
+func (p *parser) grants(n *yaml.Node, path, key, twice string) []Grant {
+	var out []Grant
+	byAudience := make(map[string]Grant)
+	for i, gn := range p.List(n, path+"."+key) {
+		g, ok := p.grant(gn, fmt.Sprintf("%s.%s[%d]", path, key, i))
+		if !ok {
+			continue
+		}
+		if first, ok := byAudience[g.Audience]; ok {
+			p.Errorf(valueOf(gn, "audience"), g.path+".audience", "%q %s (first at %s, line %d)",
+				g.Audience, twice, strings.TrimPrefix(first.path, path+"."), first.node.Line)
+			continue
+		}
+		byAudience[g.Audience] = g
+		out = append(out, g)
+	}
+	return out
+}
+
+func (p *parser) org(n *yaml.Node, path string) (Org, bool) {
+	o := Org{at: at{n, path}}
+	if n.Kind != yaml.MappingNode {
+		p.Errorf(n, path, "must be a map with name and allowed_grants, not %s", yamlfile.KindOf(n))
+		return o, false
+	}
+	errs := p.Len()
+	v := p.Fields(n, path, orgFields)
+	o.Name = p.Str(v["name"], path+".name")
+	o.Description = p.Str(v["description"], path+".description")
+	o.APIKeyPrefix = p.Str(v["api_key_prefix"], path+".api_key_prefix")
+	o.AllowedGrants = p.grants(v["allowed_grants"], path, "allowed_grants", "is listed twice")
+	if p.Len() > errs {
+		return o, false
+	}
+	if len(o.AllowedGrants) > auth.MaxScopes {
+		p.Errorf(valueOf(n, "allowed_grants"), path+".allowed_grants", "has more than %d entries", auth.MaxScopes)
+		return o, false
+	}
+	d := auth.Org{Name: o.Name, Description: o.Description, APIKeyPrefix: o.APIKeyPrefix}
+	if err := d.Normalize(); err != nil {
+		p.invalid(n, path, err)
+		return o, false
+	}
+	return o, true
 }
 
 func (p *parser) grant(n *yaml.Node, path string) (Grant, bool) {

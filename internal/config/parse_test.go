@@ -236,8 +236,8 @@ func TestParseErrors(t *testing.T) {
 		// Shape: unknown fields, wrong kinds, repeated keys.
 		{"top level is a list", "- apis\n", nil,
 			"gatehouse.yaml:1: the file must be a map with apis and clients, not a list"},
-		{"unknown top-level field", "apis: []\norganizations: []\n", nil,
-			"gatehouse.yaml:2: organizations: unknown field (expected apis or clients)"},
+		{"unknown top-level field", "apis: []\napi_keys: []\n", nil,
+			"gatehouse.yaml:2: api_keys: unknown field (expected apis, organizations or clients)"},
 		{"misspelt top-level field", "api: []\n", nil,
 			"gatehouse.yaml:1: api: unknown field (did you mean apis?)"},
 		{"unknown api field", "apis:\n  - identifier: urn:x\n    name: X\n    scope: [read]\n", nil,
@@ -322,6 +322,8 @@ func TestParseErrors(t *testing.T) {
 			`gatehouse.yaml:12: clients[0].grants[0].scopes[1]: "write" is not a scope of urn:x`},
 
 		// Duplicates within the file.
+		{"the built-in management API", "apis:\n  - identifier: urn:gatehouse:management\n    name: M\n    scopes: [introspect:tokens]\n", nil,
+			`gatehouse.yaml:2: apis[0].identifier: "urn:gatehouse:management" is the built-in management API: leave it out, and grant its scopes to clients`},
 		{"identifier twice", "apis:\n  - identifier: urn:x\n    name: X\n  - name: Y\n    identifier: urn:x\n", nil,
 			`gatehouse.yaml:5: apis[1].identifier: "urn:x" is defined twice (first at apis[0], line 2)`},
 		{"client_id twice", "clients:\n  - client_id: c\n    name: C\n  - client_id: c\n    name: D\n", nil,

@@ -10,6 +10,7 @@ import (
 // see it: its id and what it was granted.
 type Caller struct {
 	ClientID string
+	OrgID    string // the client's organization; "" for none
 	view     *clientView
 }
 
@@ -27,11 +28,11 @@ func (c *Caller) Granted(audience, scope string) bool {
 // secrets in constant time, from the same cache. Every failure of the credentials — unknown client, wrong or
 // expired secret, disabled client — is the same *Error, invalid_client; any other error is a failure of the store.
 func (i *Issuer) AuthenticateClient(ctx context.Context, clientID, secret string) (*Caller, error) {
-	view, err := i.authenticate(ctx, clientID, secret)
+	view, _, err := i.authenticate(ctx, clientID, secret, i.now())
 	if err != nil {
 		return nil, err
 	}
-	return &Caller{ClientID: view.client.ID, view: view}, nil
+	return &Caller{ClientID: view.client.ID, OrgID: view.client.OrgID, view: view}, nil
 }
 
 // CacheTTL is how long a client read from the store is reused: the longest a change to a client made through

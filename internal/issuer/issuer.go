@@ -22,7 +22,9 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/gatehouse/gatehouse/internal/apikey"
 	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/limit"
 )
 
 // TokenVerifier checks the signature of a token this server signed, with any published key, and returns its
@@ -46,12 +48,17 @@ const (
 	CodeUnsupportedGrantType = "unsupported_grant_type"
 	CodeInvalidScope         = "invalid_scope"
 	CodeInvalidTarget        = "invalid_target"
+	// CodeTooManyRequests is not in RFC 6749: it is what Auth0 answers, with HTTP 429 and Retry-After, when a
+	// client is over its rate limit. Gatehouse also answers it while failed authentications are throttled.
+	CodeTooManyRequests = "too_many_requests"
 )
 
 // Error is an OAuth error for the caller: a code from RFC 6749 §5.2 and a description safe to show.
 type Error struct {
 	Code        string
 	Description string
+	// RetryAfter is, for CodeTooManyRequests, how long the caller should wait: whole seconds, at least one.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Description }
@@ -74,6 +81,17 @@ type Options struct {
 	Verifier TokenVerifier
 	// Revocations, if set, is consulted by Check: a revoked token is not valid.
 	Revocations RevocationChecker
+
+	// Limiter, when set, holds each client to its RateLimit: a client over it gets too_many_requests. Its keys
+	// are client_ids.
+	Limiter limit.Limiter
+	// Throttle, when set, counts failed client authentications and refuses, with too_many_requests and before
+	// the secret is checked, requests from a source that has failed too often.
+	Throttle *limit.Throttle
+	// Audit, when set, receives a security event for every failed client authentication and every refusal.
+	Audit SecurityLog
+	// APIKeys checks the API keys of token exchange; nil disables the grant.
+	APIKeys *apikey.Checker
 }
 
 // Issuer mints access tokens. It is safe for concurrent use.
@@ -87,6 +105,11 @@ type Issuer struct {
 	log    *slog.Logger
 	verify TokenVerifier
 	revoke RevocationChecker
+
+	limiter  limit.Limiter
+	throttle *limit.Throttle
+	audit    SecurityLog
+	keys     *apikey.Checker
 
 	mu      sync.RWMutex
 	clients map[string]cacheEntry
@@ -129,6 +152,7 @@ func New(store auth.Store, signer Signer, hasher *auth.SecretHasher, opts Option
 	return &Issuer{
 		store: store, signer: signer, hasher: hasher,
 		iss: opts.Issuer, now: opts.Now, ttl: opts.CacheTTL, log: opts.Logger, verify: opts.Verifier, revoke: opts.Revocations,
+		limiter: opts.Limiter, throttle: opts.Throttle, audit: opts.Audit, keys: opts.APIKeys,
 		clients: make(map[string]cacheEntry),
 		dummy:   hasher.Hash(auth.NewSecret()),
 	}
@@ -140,6 +164,10 @@ type Request struct {
 	ClientSecret string
 	Audience     string // from audience or resource; "" when absent
 	Scope        string // space-separated; "" when absent
+	// Address is the caller's IP address (IP:port is accepted too), which failed authentications are counted
+	// by and security events record; "" when unknown.
+	Address   string
+	RequestID string // for security events; "" when none
 }
 
 // Token is an issued access token.
@@ -175,8 +203,18 @@ const maxScopes = 100
 
 // ClientCredentials runs the client credentials grant (RFC 6749 §4.4). OAuth failures are *Error; any other error
 // is a failure of the store or signer.
+//
+// With a Throttle, a source that has failed too often is refused before its secret is checked; with a Limiter, a
+// client over its RateLimit is refused after its request is found valid, so only tokens it would get count.
 func (i *Issuer) ClientCredentials(ctx context.Context, r Request) (*Token, error) {
-	view, err := i.authenticate(ctx, r.ClientID, r.ClientSecret)
+	now := i.now()
+	if err := i.checkThrottle(ctx, r, now); err != nil {
+		return nil, err
+	}
+	view, reason, err := i.authenticate(ctx, r.ClientID, r.ClientSecret, now)
+	if reason != "" {
+		i.authFailed(ctx, r, view, reason, now)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +222,9 @@ func (i *Issuer) ClientCredentials(ctx context.Context, r Request) (*Token, erro
 	if err != nil {
 		return nil, err
 	}
-	now := i.now()
+	if err := i.checkRateLimit(ctx, r, view.client, now); err != nil {
+		return nil, err
+	}
 	c := Claims{
 		Issuer:    i.iss,
 		Subject:   view.client.ID,
@@ -195,6 +235,7 @@ func (i *Issuer) ClientCredentials(ctx context.Context, r Request) (*Token, erro
 		ID:        newJTI(),
 		ClientID:  view.client.ID,
 		Scope:     strings.Join(scopes, " "),
+		OrgID:     view.client.OrgID,
 	}
 	payload, err := json.Marshal(c)
 	if err != nil {
@@ -208,31 +249,39 @@ func (i *Issuer) ClientCredentials(ctx context.Context, r Request) (*Token, erro
 }
 
 // authenticate checks the client's secret in constant time against each of its active secrets. Unknown clients,
-// wrong or expired secrets and disabled clients all get errBadClient.
-func (i *Issuer) authenticate(ctx context.Context, clientID, secret string) (*clientView, error) {
+// wrong or expired secrets and disabled clients all get errBadClient; reason says which, for the audit log only
+// (one of the reason constants, "" on success). view is the client when it exists.
+func (i *Issuer) authenticate(ctx context.Context, clientID, secret string, now time.Time) (view *clientView, reason string, err error) {
 	if clientID == "" || secret == "" || len(clientID) > auth.MaxClientIDLen || len(secret) > auth.MaxSecretLen {
-		return nil, errBadClient
+		return nil, reasonMalformed, errBadClient
 	}
-	view, err := i.client(ctx, clientID)
+	view, err = i.client(ctx, clientID)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	sum := i.hasher.Hash(secret)
 	if view == nil {
 		subtle.ConstantTimeCompare(sum, i.dummy)
-		return nil, errBadClient
+		return nil, reasonUnknownClient, errBadClient
 	}
-	now := i.now()
-	ok := 0
+	ok, expired := 0, 0
 	for _, s := range view.client.Secrets {
-		if subtle.ConstantTimeCompare(sum, s.Hash) == 1 && s.Active(now) {
-			ok = 1
+		match := subtle.ConstantTimeCompare(sum, s.Hash)
+		if s.Active(now) {
+			ok |= match
+		} else {
+			expired |= match
 		}
 	}
-	if ok == 0 || view.client.Disabled {
-		return nil, errBadClient
+	switch {
+	case ok == 0 && expired == 0:
+		return view, reasonWrongSecret, errBadClient
+	case view.client.Disabled:
+		return view, reasonDisabled, errBadClient
+	case ok == 0:
+		return view, reasonExpiredSecret, errBadClient
 	}
-	return view, nil
+	return view, "", nil
 }
 
 // resolve picks the API from the audience, from Cognito-style scopes (<api identifier>/<scope>), or from the

@@ -181,7 +181,7 @@ func TestSecrets(t *testing.T) {
 	ctx := context.Background()
 	const secretB = "secret-b-0123456789abcdefghijklmnopqrstuvwxyz"
 	if err := f.store.AddClientSecret(ctx, "c1", auth.Secret{ID: "sec_b", Hash: f.hasher.Hash(secretB), Hint: "wxyz",
-		CreatedAt: f.now, ExpiresAt: f.now.Add(time.Minute)}); err != nil {
+		CreatedAt: f.now, ExpiresAt: f.now.Add(time.Minute)}, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	f.iss.Invalidate("c1")

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,8 +34,8 @@ var (
 	}
 )
 
-// caller is who called introspection, revocation or the revocation feed.
-type caller struct {
+// tokenCaller is who called introspection, revocation or the revocation feed.
+type tokenCaller struct {
 	clientID string
 	bearer   bool                    // authenticated with a management access token rather than a client secret
 	can      func(scope string) bool // whether it holds a management scope
@@ -52,7 +53,7 @@ type callerError struct {
 // authenticate finds out who is calling: a management access token (Authorization: Bearer, a token this server
 // issued for auth.ManagementAudience, checked in process) or a client's credentials (client_secret_basic or
 // client_secret_post, checked as the token endpoint checks them).
-func (s *Server) authenticate(r *http.Request, params oauthreq.Params) (*caller, *callerError) {
+func (s *Server) authenticate(r *http.Request, params oauthreq.Params) (*tokenCaller, *callerError) {
 	if authz := r.Header.Values("Authorization"); len(authz) == 1 && len(authz[0]) > 7 && strings.EqualFold(authz[0][:7], "Bearer ") {
 		if params["client_secret"] != "" {
 			return nil, &callerError{status: http.StatusBadRequest, code: issuer.CodeInvalidRequest,
@@ -62,12 +63,28 @@ func (s *Server) authenticate(r *http.Request, params oauthreq.Params) (*caller,
 		if err == nil && claims.Audience != auth.ManagementAudience {
 			err = errors.New("not a token for " + auth.ManagementAudience)
 		}
+		var held []string
+		if err == nil {
+			// Act only on the authority the token's client holds now, as the management API does.
+			var ok bool
+			held, ok, err = s.Issuer.Granted(r.Context(), claims.ClientID, auth.ManagementAudience)
+			if err != nil {
+				return nil, &callerError{err: err}
+			}
+			if !ok || claims.Subject != claims.ClientID {
+				err = errors.New("the token's client no longer has management access")
+			}
+		}
 		if err != nil {
 			return nil, &callerError{status: http.StatusUnauthorized, code: codeInvalidToken,
 				desc:      "the bearer token is not a valid access token for " + auth.ManagementAudience,
 				challenge: `Bearer realm="gatehouse", error="invalid_token"`}
 		}
-		return &caller{clientID: claims.ClientID, bearer: true, can: claims.HasScope}, nil
+		// introspect:tokens and revoke:tokens reach every token: an organization's administrator never holds them.
+		can := func(scope string) bool {
+			return claims.OrgID == "" && claims.HasScope(scope) && slices.Contains(held, scope)
+		}
+		return &tokenCaller{clientID: claims.ClientID, bearer: true, can: can}, nil
 	}
 	id, secret, basic, rerr := params.ClientCredentials(r)
 	accesslog.From(r.Context()).ClientID = id
@@ -90,11 +107,13 @@ func (s *Server) authenticate(r *http.Request, params oauthreq.Params) (*caller,
 		}
 		return nil, ce
 	}
-	return &caller{clientID: c.ClientID, can: func(scope string) bool { return c.Granted(auth.ManagementAudience, scope) }}, nil
+	return &tokenCaller{clientID: c.ClientID, can: func(scope string) bool {
+		return c.OrgID == "" && c.Granted(auth.ManagementAudience, scope)
+	}}, nil
 }
 
 // require refuses a caller that does not hold scope.
-func (c *caller) require(scope string) *callerError {
+func (c *tokenCaller) require(scope string) *callerError {
 	if c.can(scope) {
 		return nil
 	}
@@ -123,7 +142,7 @@ func (s *Server) writeCallerError(w http.ResponseWriter, r *http.Request, ce *ca
 }
 
 // readRequest reads a POST form (or JSON) request to one of these endpoints and authenticates its caller.
-func (s *Server) readRequest(w http.ResponseWriter, r *http.Request, known map[string]bool) (oauthreq.Params, *caller, bool) {
+func (s *Server) readRequest(w http.ResponseWriter, r *http.Request, known map[string]bool) (oauthreq.Params, *tokenCaller, bool) {
 	params, _, rerr := oauthreq.Read(w, r, known)
 	if rerr != nil {
 		if rerr.Status == http.StatusMethodNotAllowed {
@@ -240,7 +259,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, c *caller, token string) {
+func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, c *tokenCaller, token string) {
 	claims, err := s.Issuer.Check(token)
 	switch {
 	case err != nil:
@@ -264,7 +283,7 @@ type cutoffResponse struct {
 	Disabled     bool   `json:"client_disabled,omitempty"`
 }
 
-func (s *Server) revokeSubject(w http.ResponseWriter, r *http.Request, c *caller, subject, before string) {
+func (s *Server) revokeSubject(w http.ResponseWriter, r *http.Request, c *tokenCaller, subject, before string) {
 	if ce := c.require(auth.ScopeRevokeTokens); ce != nil {
 		s.writeCallerError(w, r, ce)
 		return
@@ -286,7 +305,7 @@ func (s *Server) revokeSubject(w http.ResponseWriter, r *http.Request, c *caller
 	writeJSON(w, http.StatusOK, cutoffResponse{Subject: subject, IssuedBefore: revocation.IatBelow(at)})
 }
 
-func (s *Server) disableClient(w http.ResponseWriter, r *http.Request, c *caller, clientID string) {
+func (s *Server) disableClient(w http.ResponseWriter, r *http.Request, c *tokenCaller, clientID string) {
 	if ce := c.require(auth.ScopeRevokeTokens); ce != nil {
 		s.writeCallerError(w, r, ce)
 		return

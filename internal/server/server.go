@@ -9,11 +9,14 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/accesslog"
+	"github.com/gatehouse/gatehouse/internal/apikey"
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/issuer"
 	"github.com/gatehouse/gatehouse/internal/keyset"
@@ -30,6 +33,19 @@ type Config struct {
 	// IssuerURL is the iss of every token and the base of every advertised endpoint, e.g. "http://127.0.0.1:8080/".
 	IssuerURL string
 	Logger    *slog.Logger
+	// Hasher hashes the client secrets the management API makes.
+	Hasher *auth.SecretHasher
+	// Audit records management changes; nil records nothing.
+	Audit Auditor
+	// APIKeys checks API keys; the management API invalidates it in the same step as every key change.
+	APIKeys *apikey.Checker
+	// APIKeyPrefix is the prefix of new API keys of organizations that have not chosen one: apikey.DefaultPrefix
+	// when empty.
+	APIKeyPrefix string
+	// TrustedProxies are the networks of reverse proxies whose X-Forwarded-For is believed: the token endpoint
+	// takes the caller's address (for throttling and the audit log) from the rightmost X-Forwarded-For entry
+	// outside them. Empty (the default): the peer address, X-Forwarded-For ignored.
+	TrustedProxies []netip.Prefix
 }
 
 // Server serves Gatehouse's HTTP API.
@@ -48,7 +64,38 @@ func New(cfg Config) *Server {
 
 // Handler returns the root handler: every route, wrapped in request logging and panic recovery.
 func (s *Server) Handler() http.Handler {
-	return accesslog.Handler(s.Logger, s.routes())
+	return accesslog.Handler(s.Logger, refuseKeysInURL(s.routes()))
+}
+
+// refuseKeysInURL refuses any request whose query string carries an API key (one that passes the format's
+// checksum), with a message saying where to send it instead: URLs end up in access logs, proxies' logs and browser
+// histories. The key is not looked up, and the refusal does not repeat it.
+func refuseKeysInURL(next http.Handler) http.Handler {
+	const msg = "an API key must not be sent in a URL, where logs and proxies keep it: send it in the Authorization header or the request body"
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.RawQuery == "" || !keyInQuery(r.URL.Query()) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.URL.Path == "/oauth/token" || r.URL.Path == "/oauth2/token" {
+			w.Header().Set("Cache-Control", "no-store")
+			writeJSON(w, http.StatusBadRequest, oauthBody{Error: "invalid_request", Description: msg})
+			return
+		}
+		writeProblem(w, http.StatusBadRequest, "Bad Request", msg)
+	})
+}
+
+// keyInQuery reports whether any query value is a well-formed API key.
+func keyInQuery(q url.Values) bool {
+	for _, vs := range q {
+		for _, v := range vs {
+			if _, err := apikey.Parse(v); err == nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (s *Server) routes() *http.ServeMux {
@@ -63,6 +110,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc("GET /.well-known/openid-configuration", s.handleDiscovery)
 	mux.HandleFunc("GET /healthz", s.handleHealth)
 	mux.HandleFunc("GET /readyz", s.handleReady)
+	s.registerManage(mux)
 	mux.HandleFunc("/", s.handleNotFound)
 	return mux
 }
@@ -122,7 +170,7 @@ func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		Issuer:                   s.IssuerURL,
 		TokenEndpoint:            s.base + "/oauth/token",
 		JWKSURI:                  s.base + "/.well-known/jwks.json",
-		GrantTypesSupported:      []string{"client_credentials"},
+		GrantTypesSupported:      []string{"client_credentials", issuer.GrantTokenExchange},
 		ResponseTypesSupported:   []string{}, // no authorization endpoint: machine-to-machine only
 		TokenEndpointAuthMethods: []string{"client_secret_basic", "client_secret_post"},
 		IntrospectionEndpoint:    s.base + "/oauth/introspect",
@@ -220,6 +268,10 @@ func (s *Server) writeOAuthError(w http.ResponseWriter, r *http.Request, err err
 		if basicChallenge {
 			h.Set("WWW-Authenticate", `Basic realm="gatehouse", charset="UTF-8"`)
 		}
+	}
+	if oe.Code == issuer.CodeTooManyRequests { // as Auth0 answers: 429, too_many_requests, Retry-After in seconds
+		status = http.StatusTooManyRequests
+		h.Set("Retry-After", strconv.FormatInt(max(1, int64(oe.RetryAfter/time.Second)), 10))
 	}
 	writeJSON(w, status, oauthBody{Error: oe.Code, Description: oe.Description})
 }

@@ -25,15 +25,18 @@ func encodeScopes(scopes []auth.Scope) string {
 	return jsonList(js)
 }
 
-const apiColumns = `id, identifier, name, scopes, token_lifetime, signing_alg, created_at, updated_at`
+const apiColumns = `id, identifier, name, scopes, token_lifetime, signing_alg, key_token_lifetime, version, created_at,
+	updated_at`
 
 func scanAPI(row scanner) (*auth.API, error) {
 	var (
-		a                          auth.API
-		scopes                     string
-		lifetime, created, updated int64
+		a                                       auth.API
+		scopes                                  string
+		lifetime, keyLifetime, created, updated int64
 	)
-	if err := row.Scan(&a.ID, &a.Identifier, &a.Name, &scopes, &lifetime, &a.SigningAlg, &created, &updated); err != nil {
+	err := row.Scan(&a.ID, &a.Identifier, &a.Name, &scopes, &lifetime, &a.SigningAlg, &keyLifetime, &a.Version,
+		&created, &updated)
+	if err != nil {
 		return nil, err
 	}
 	var js []scopeJSON
@@ -45,35 +48,46 @@ func scanAPI(row scanner) (*auth.API, error) {
 		a.Scopes[i] = auth.Scope(s)
 	}
 	a.TokenLifetime = time.Duration(lifetime) * time.Second
+	a.KeyTokenLifetime = time.Duration(keyLifetime) * time.Second
 	a.CreatedAt = fromMillis(created)
 	a.UpdatedAt = fromMillis(updated)
 	return &a, nil
 }
 
-// CreateAPI stores a new API. It returns auth.ErrConflict if its ID or Identifier is taken.
+// CreateAPI stores a new API with its Version as given. It returns auth.ErrConflict if its ID or Identifier is
+// taken.
 func (db *DB) CreateAPI(ctx context.Context, api *auth.API) error {
-	err := exec(ctx, db.db, `INSERT INTO apis (`+apiColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		api.ID, api.Identifier, api.Name, encodeScopes(api.Scopes), int64(api.TokenLifetime/time.Second),
-		string(api.SigningAlg), millis(api.CreatedAt), millis(api.UpdatedAt))
+	err := exec(ctx, db.db, `INSERT INTO apis (`+apiColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		api.ID, api.Identifier, api.Name, encodeScopes(api.Scopes), seconds(api.TokenLifetime),
+		string(api.SigningAlg), seconds(api.KeyTokenLifetime), api.Version, millis(api.CreatedAt),
+		millis(api.UpdatedAt))
 	if err != nil {
 		return fmt.Errorf("create api %q: %w", api.ID, err)
 	}
 	return nil
 }
 
-// UpdateAPI replaces every field of the API with the same ID but its CreatedAt. It returns auth.ErrNotFound if
-// there is none, and auth.ErrConflict if the new Identifier is taken by another API.
+// UpdateAPI replaces every field of the API with the same ID but its CreatedAt, if the stored Version is
+// api.Version, and then increments api.Version. It returns auth.ErrNotFound if there is none, auth.ErrStale if the
+// version differs, and auth.ErrConflict if the new Identifier is taken by another API.
 func (db *DB) UpdateAPI(ctx context.Context, api *auth.API) error {
-	err := execOne(ctx, db.db, `UPDATE apis
-SET identifier = $1, name = $2, scopes = $3, token_lifetime = $4, signing_alg = $5, updated_at = $6
-WHERE id = $7`,
-		api.Identifier, api.Name, encodeScopes(api.Scopes), int64(api.TokenLifetime/time.Second),
-		string(api.SigningAlg), millis(api.UpdatedAt), api.ID)
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		return updateVersioned(ctx, tx, "apis", api.ID, `UPDATE apis
+SET identifier = $1, name = $2, scopes = $3, token_lifetime = $4, signing_alg = $5, key_token_lifetime = $6,
+	updated_at = $7, version = version + 1
+WHERE id = $8 AND version = $9`,
+			api.Identifier, api.Name, encodeScopes(api.Scopes), seconds(api.TokenLifetime), string(api.SigningAlg),
+			seconds(api.KeyTokenLifetime), millis(api.UpdatedAt), api.ID, api.Version)
+	})
 	if err != nil {
-		return fmt.Errorf("update api %q: %w", api.ID, err)
+		return fmt.Errorf("update api %q at version %d: %w", api.ID, api.Version, err)
 	}
+	api.Version++
 	return nil
 }
+
+// seconds returns d in whole seconds, as API lifetimes are stored.
+func seconds(d time.Duration) int64 { return int64(d / time.Second) }
 
 // FindAPI returns the API with the given ID, or auth.ErrNotFound.
 func (db *DB) FindAPI(ctx context.Context, id string) (*auth.API, error) {
@@ -101,21 +115,20 @@ func (db *DB) FindAPIByIdentifier(ctx context.Context, identifier string) (*auth
 
 // ListAPIs returns every API ordered by Identifier.
 func (db *DB) ListAPIs(ctx context.Context) ([]*auth.API, error) {
-	rows, err := db.db.QueryContext(ctx, `SELECT `+apiColumns+` FROM apis ORDER BY identifier`)
+	apis, err := queryList(ctx, db.db, scanAPI, `SELECT `+apiColumns+` FROM apis ORDER BY identifier`)
 	if err != nil {
 		return nil, fmt.Errorf("list apis: %w", err)
 	}
-	defer rows.Close()
-	apis := []*auth.API{}
-	for rows.Next() {
-		a, err := scanAPI(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list apis: %w", err)
-		}
-		apis = append(apis, a)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list apis: %w", err)
+	return apis, nil
+}
+
+// ListAPIsPage returns a page of APIs ordered by ID.
+func (db *DB) ListAPIsPage(ctx context.Context, p auth.Page) ([]*auth.API, error) {
+	var f filter
+	orderLimit := f.page("id", p)
+	apis, err := queryList(ctx, db.db, scanAPI, `SELECT `+apiColumns+` FROM apis `+f.clause()+` `+orderLimit, f.args...)
+	if err != nil {
+		return nil, fmt.Errorf("list apis after %q: %w", p.After, err)
 	}
 	return apis, nil
 }

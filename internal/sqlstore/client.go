@@ -11,8 +11,8 @@ import (
 
 // clientQuery selects clients with their secrets, one row per secret (or one row of NULLs for a client without
 // any), in one statement so that a client and its secrets are read from the same snapshot.
-const clientQuery = `SELECT c.id, c.name, c.description, c.disabled, c.created_at, c.updated_at,
-	s.id, s.hash, s.hint, s.created_at, s.expires_at
+const clientQuery = `SELECT c.id, c.name, c.description, c.disabled, c.org_id, c.rate_limit_count, c.rate_limit_per,
+	c.version, c.created_at, c.updated_at, s.id, s.hash, s.hint, s.created_at, s.expires_at
 FROM clients c LEFT JOIN client_secrets s ON s.client_id = c.id`
 
 // queryClients runs clientQuery with a WHERE and ORDER BY clause that orders rows by client, then by the order of
@@ -27,18 +27,22 @@ func (db *DB) queryClients(ctx context.Context, where string, args ...any) ([]*a
 	for rows.Next() {
 		var (
 			c                auth.Client
+			orgID            sql.NullString
+			perMillis        int64
 			created, updated int64
 			secretID, hint   sql.NullString
 			hash             []byte
 			secretCreated    sql.NullInt64
 			secretExpires    sql.NullInt64
 		)
-		err := rows.Scan(&c.ID, &c.Name, &c.Description, &c.Disabled, &created, &updated,
-			&secretID, &hash, &hint, &secretCreated, &secretExpires)
+		err := rows.Scan(&c.ID, &c.Name, &c.Description, &c.Disabled, &orgID, &c.RateLimit.Count, &perMillis,
+			&c.Version, &created, &updated, &secretID, &hash, &hint, &secretCreated, &secretExpires)
 		if err != nil {
 			return nil, err
 		}
 		if n := len(clients); n == 0 || clients[n-1].ID != c.ID {
+			c.OrgID = orgID.String
+			c.RateLimit.Per = time.Duration(perMillis) * time.Millisecond
 			c.CreatedAt = fromMillis(created)
 			c.UpdatedAt = fromMillis(updated)
 			c.Secrets = []auth.Secret{}
@@ -65,13 +69,16 @@ func secretArgs(clientID string, s auth.Secret) []any {
 	return []any{s.ID, clientID, blob(s.Hash), s.Hint, millis(s.CreatedAt), nullMillis(s.ExpiresAt)}
 }
 
-// CreateClient stores a new client with its secrets, in one transaction. It returns auth.ErrConflict if the ID
-// or a secret ID is taken.
+// CreateClient stores a new client with its secrets and its Version as given, in one transaction. It returns
+// auth.ErrConflict if the ID or a secret ID is taken, and auth.ErrNotFound if c.OrgID names no organization.
 func (db *DB) CreateClient(ctx context.Context, c *auth.Client) error {
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		err := exec(ctx, tx, `INSERT INTO clients (id, name, description, disabled, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6)`,
-			c.ID, c.Name, c.Description, c.Disabled, millis(c.CreatedAt), millis(c.UpdatedAt))
+		// A missing organization fails the foreign key, which translate makes auth.ErrNotFound.
+		err := exec(ctx, tx, `INSERT INTO clients
+	(id, name, description, disabled, org_id, rate_limit_count, rate_limit_per, version, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+			c.ID, c.Name, c.Description, c.Disabled, nullString(c.OrgID), c.RateLimit.Count,
+			c.RateLimit.Per.Milliseconds(), c.Version, millis(c.CreatedAt), millis(c.UpdatedAt))
 		if err != nil {
 			return err
 		}
@@ -88,15 +95,22 @@ VALUES ($1, $2, $3, $4, $5, $6)`,
 	return nil
 }
 
-// UpdateClient replaces the Name, Description, Disabled and UpdatedAt of the client with the same ID; its secrets
-// are untouched. It returns auth.ErrNotFound if there is none.
+// UpdateClient replaces the Name, Description, Disabled, RateLimit and UpdatedAt of the client with the same ID,
+// if the stored Version is c.Version, and then increments c.Version; its OrgID and secrets are untouched. It
+// returns auth.ErrNotFound if there is none, and auth.ErrStale if the version differs.
 func (db *DB) UpdateClient(ctx context.Context, c *auth.Client) error {
-	err := execOne(ctx, db.db, `UPDATE clients SET name = $1, description = $2, disabled = $3, updated_at = $4
-WHERE id = $5`,
-		c.Name, c.Description, c.Disabled, millis(c.UpdatedAt), c.ID)
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		return updateVersioned(ctx, tx, "clients", c.ID, `UPDATE clients
+SET name = $1, description = $2, disabled = $3, rate_limit_count = $4, rate_limit_per = $5, updated_at = $6,
+	version = version + 1
+WHERE id = $7 AND version = $8`,
+			c.Name, c.Description, c.Disabled, c.RateLimit.Count, c.RateLimit.Per.Milliseconds(), millis(c.UpdatedAt),
+			c.ID, c.Version)
+	})
 	if err != nil {
-		return fmt.Errorf("update client %q: %w", c.ID, err)
+		return fmt.Errorf("update client %q at version %d: %w", c.ID, c.Version, err)
 	}
+	c.Version++
 	return nil
 }
 
@@ -121,6 +135,22 @@ func (db *DB) ListClients(ctx context.Context) ([]*auth.Client, error) {
 	return clients, nil
 }
 
+// ListClientsPage returns the clients f selects, with their secrets, ordered by ID.
+func (db *DB) ListClientsPage(ctx context.Context, f auth.ClientFilter) ([]*auth.Client, error) {
+	// The page is of clients, not of rows of the join with their secrets: pick the clients first.
+	var q filter
+	if f.OrgID != "" {
+		q.where("org_id = %s", f.OrgID)
+	}
+	orderLimit := q.page("id", f.Page)
+	clients, err := db.queryClients(ctx, `WHERE c.id IN (SELECT id FROM clients `+q.clause()+` `+orderLimit+`)
+ORDER BY c.id, s.created_at, s.id`, q.args...)
+	if err != nil {
+		return nil, fmt.Errorf("list clients of organization %q after %q: %w", f.OrgID, f.After, err)
+	}
+	return clients, nil
+}
+
 // DeleteClient removes the client, its secrets and its grants. It returns auth.ErrNotFound if there is none.
 func (db *DB) DeleteClient(ctx context.Context, id string) error {
 	// Secrets and grants: ON DELETE CASCADE.
@@ -130,11 +160,23 @@ func (db *DB) DeleteClient(ctx context.Context, id string) error {
 	return nil
 }
 
-// AddClientSecret adds a secret to a client. It returns auth.ErrNotFound if the client does not exist, and
-// auth.ErrConflict if the secret ID is taken.
-func (db *DB) AddClientSecret(ctx context.Context, clientID string, s auth.Secret) error {
-	// A missing client fails the foreign key, which translate makes auth.ErrNotFound.
-	if err := exec(ctx, db.db, insertSecret, secretArgs(clientID, s)...); err != nil {
+// AddClientSecret adds a secret to a client and, if othersExpireAt is not zero, makes each of its other secrets
+// that would live longer expire then, in one transaction. It returns auth.ErrNotFound if the client does not
+// exist, and auth.ErrConflict if the secret ID is taken.
+func (db *DB) AddClientSecret(ctx context.Context, clientID string, s auth.Secret, othersExpireAt time.Time) error {
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		// A missing client fails the foreign key, which translate makes auth.ErrNotFound.
+		if err := exec(ctx, tx, insertSecret, secretArgs(clientID, s)...); err != nil {
+			return err
+		}
+		if othersExpireAt.IsZero() {
+			return nil
+		}
+		return exec(ctx, tx, `UPDATE client_secrets SET expires_at = $1
+WHERE client_id = $2 AND id <> $3 AND (expires_at IS NULL OR expires_at > $1)`,
+			millis(othersExpireAt), clientID, s.ID)
+	})
+	if err != nil {
 		return fmt.Errorf("add secret %q to client %q: %w", s.ID, clientID, err)
 	}
 	return nil

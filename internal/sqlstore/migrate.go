@@ -62,21 +62,39 @@ func (db *DB) migrate(ctx context.Context, dialect string) error {
 	if err != nil {
 		return err
 	}
+	return db.applyMissing(ctx, ms)
+}
+
+// applyMissing applies each of ms (in version order) that schema_migrations does not record, whatever the versions
+// recorded around it: a migration merged after a higher-numbered one had already been applied (0003 arriving on a
+// database at 0004) is applied then, after it. So a migration must not depend on one numbered after it. A database
+// that records a version ms lacks was migrated by another build, and is refused.
+func (db *DB) applyMissing(ctx context.Context, ms []migration) error {
 	if _, err := db.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 	version    BIGINT PRIMARY KEY,
 	applied_at BIGINT NOT NULL
 )`); err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
-	var latest int64
-	if err := db.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&latest); err != nil {
+	applied, err := db.appliedVersions(ctx)
+	if err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
-	if known := ms[len(ms)-1].version; latest > known {
-		return fmt.Errorf("the database schema is at version %d, newer than this build of gatehouse knows (%d): run a newer gatehouse", latest, known)
+	known := make(map[int64]bool, len(ms))
+	for _, m := range ms {
+		known[m.version] = true
+	}
+	newest := ms[len(ms)-1].version
+	for _, v := range applied {
+		switch {
+		case v > newest:
+			return fmt.Errorf("the database schema is at version %d, newer than this build of gatehouse knows (%d): run a newer gatehouse", v, newest)
+		case !known[v]:
+			return fmt.Errorf("the database schema has migration %d, which this build of gatehouse lacks: run the build that applied it, or a newer one", v)
+		}
 	}
 	for _, m := range ms {
-		if m.version <= latest {
+		if slices.Contains(applied, m.version) {
 			continue
 		}
 		if err := db.inTx(ctx, func(tx *sql.Tx) error { return apply(ctx, tx, m) }); err != nil {
@@ -84,6 +102,24 @@ func (db *DB) migrate(ctx context.Context, dialect string) error {
 		}
 	}
 	return nil
+}
+
+// appliedVersions returns the versions schema_migrations records, in increasing order.
+func (db *DB) appliedVersions(ctx context.Context) ([]int64, error) {
+	rows, err := db.db.QueryContext(ctx, `SELECT version FROM schema_migrations ORDER BY version`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var vs []int64
+	for rows.Next() {
+		var v int64
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		vs = append(vs, v)
+	}
+	return vs, rows.Err()
 }
 
 // apply runs m in tx unless another process applied it first.

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -206,22 +207,57 @@ func TestMigrations(t *testing.T) {
 	if len(ms) == 0 || ms[0].version != 1 {
 		t.Fatalf("sqlite migrations start at %v, want version 1", ms)
 	}
-	want := int64(1)
-	for _, m := range ms {
-		for reserved[want] != "" && m.version > want {
-			want++ // another branch's migration
+	// Versions increase, with gaps where a version is reserved for a change still on another branch.
+	for i := 1; i < len(ms); i++ {
+		if ms[i].version <= ms[i-1].version {
+			t.Errorf("migration %s has version %d, after %s's %d: want increasing versions", ms[i].name, ms[i].version,
+				ms[i-1].name, ms[i-1].version)
 		}
-		if m.version != want {
-			t.Errorf("migration %s has version %d, want %d: versions run 1, 2, 3, … without gaps", m.name, m.version, want)
-		}
-		want = m.version + 1
 	}
 }
 
-// reserved are the versions of migrations being written on other branches, which this one may lack. Migrate
-// applies only versions above the database's latest, so a reserved version must be merged before any database
-// runs a later one.
-var reserved = map[int64]string{2: "0002_manage.sql, the management API"}
+// TestMigrateGap applies migrations 1, 2 and 4, as a build would whose 3 is still on another branch, then 1–4, as
+// the build that merges it: 3 is applied then, though the database has 4 already. The build without 3 then refuses
+// the database.
+func TestMigrateGap(t *testing.T) {
+	ctx := t.Context()
+	sdb, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "gh.db")+"?"+sqliteParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := &DB{db: sdb}
+	defer db.Close()
+	m := func(v int64) migration {
+		// Each creates a table, so that applying one twice fails.
+		return migration{version: v, name: fmt.Sprintf("%04d_t%d.sql", v, v), sql: fmt.Sprintf("CREATE TABLE t%d (id BIGINT)", v)}
+	}
+	withoutThree := []migration{m(1), m(2), m(4)}
+	all := []migration{m(1), m(2), m(3), m(4)}
+	if err := db.applyMissing(ctx, withoutThree); err != nil {
+		t.Fatalf("migrations 1, 2, 4: %v", err)
+	}
+	if err := db.applyMissing(ctx, all); err != nil {
+		t.Fatalf("migrations 1–4 on a database at 1, 2, 4: %v", err)
+	}
+	for v := 1; v <= 4; v++ {
+		if _, err := sdb.ExecContext(ctx, fmt.Sprintf("INSERT INTO t%d (id) VALUES (1)", v)); err != nil {
+			t.Errorf("table of migration %d: %v", v, err)
+		}
+	}
+	got, err := db.appliedVersions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]int64{1, 2, 3, 4}, got); diff != "" {
+		t.Errorf("schema_migrations: mismatch (-want +got):\n%s", diff)
+	}
+	if err := db.applyMissing(ctx, all); err != nil {
+		t.Errorf("migrations 1–4 again: %v, want a no-op", err)
+	}
+	if err := db.applyMissing(ctx, withoutThree); err == nil {
+		t.Errorf("migrations 1, 2, 4 on a database that has 3 succeeded, want an error: the build lacks a migration applied")
+	}
+}
 
 // TestTranslate checks the mapping of real driver errors to the auth errors.
 func TestTranslate(t *testing.T) {

@@ -77,17 +77,22 @@ func testAPIUpdate(t *testing.T, open func(t *testing.T) auth.Store) {
 	mustCreateAPI(t, s, a1, a2)
 
 	update := &auth.API{
-		ID:            "api_1",
-		Identifier:    "urn:example:renamed",
-		Name:          "Renamed",
-		Scopes:        []auth.Scope{{Name: "admin", Description: "Everything"}},
-		TokenLifetime: 24 * time.Hour,
-		SigningAlg:    auth.EdDSA,
-		CreatedAt:     t0.Add(time.Hour), // ignored: CreatedAt never changes
-		UpdatedAt:     t0.Add(time.Minute),
+		ID:               "api_1",
+		Identifier:       "urn:example:renamed",
+		Name:             "Renamed",
+		Scopes:           []auth.Scope{{Name: "admin", Description: "Everything"}},
+		TokenLifetime:    24 * time.Hour,
+		SigningAlg:       auth.EdDSA,
+		KeyTokenLifetime: 5 * time.Minute,
+		Version:          a1.Version,
+		CreatedAt:        t0.Add(time.Hour), // ignored: CreatedAt never changes
+		UpdatedAt:        t0.Add(time.Minute),
 	}
 	if err := s.UpdateAPI(ctx, update); err != nil {
 		t.Fatalf("UpdateAPI: %v", err)
+	}
+	if update.Version != a1.Version+1 {
+		t.Errorf("Version after UpdateAPI = %d, want %d", update.Version, a1.Version+1)
 	}
 	want := *update
 	want.CreatedAt = t0
@@ -107,10 +112,13 @@ func testAPIUpdate(t *testing.T, open func(t *testing.T) auth.Store) {
 		t.Errorf("UpdateAPI with the same identifier: %v", err)
 	}
 
-	// Taking another API's identifier is.
+	// Taking another API's identifier is, and leaves the caller's Version alone.
 	taken := want
 	taken.Identifier = a2.Identifier
 	checkErr(t, "UpdateAPI(identifier of api_2)", s.UpdateAPI(ctx, &taken), auth.ErrConflict)
+	if taken.Version != want.Version {
+		t.Errorf("Version after a conflicting UpdateAPI = %d, want %d (unchanged)", taken.Version, want.Version)
+	}
 	if diff := cmp.Diff(&want, findAPI(t, s, "api_1")); diff != "" {
 		t.Errorf("api_1 after a conflicting update: mismatch (-want +got):\n%s", diff)
 	}

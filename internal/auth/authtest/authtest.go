@@ -27,29 +27,69 @@ func TestStore(t *testing.T, open func(t *testing.T) auth.Store) {
 		{"APICreateConflict", testAPICreateConflict},
 		{"APIUpdate", testAPIUpdate},
 		{"APIList", testAPIList},
+		{"APIListPage", testAPIListPage},
 		{"APIDelete", testAPIDelete},
+		{"APIVersion", testAPIVersion},
 		{"ClientCreateFind", testClientCreateFind},
 		{"ClientCreateConflict", testClientCreateConflict},
 		{"ClientUpdate", testClientUpdate},
 		{"ClientList", testClientList},
+		{"ClientListPage", testClientListPage},
 		{"ClientDelete", testClientDelete},
+		{"ClientVersion", testClientVersion},
+		{"ClientOrg", testClientOrg},
 		{"AddClientSecret", testAddClientSecret},
+		{"AddClientSecretRotation", testAddClientSecretRotation},
 		{"UpdateClientSecretExpiry", testUpdateClientSecretExpiry},
 		{"DeleteClientSecret", testDeleteClientSecret},
 		{"GrantPut", testGrantPut},
 		{"GrantNotFound", testGrantNotFound},
 		{"GrantList", testGrantList},
+		{"GrantListPage", testGrantListPage},
 		{"GrantDelete", testGrantDelete},
+		{"GrantCreateFind", testGrantCreateFind},
+		{"GrantCreateConflict", testGrantCreateConflict},
+		{"GrantUpdate", testGrantUpdate},
+		{"GrantVersion", testGrantVersion},
 		{"SigningKeyCreateList", testSigningKeyCreateList},
 		{"SigningKeyCreateConflict", testSigningKeyCreateConflict},
 		{"UpdateSigningKeyState", testUpdateSigningKeyState},
 		{"DeleteSigningKey", testDeleteSigningKey},
 		{"Setting", testSetting},
+		{"OrgCreateFind", testOrgCreateFind},
+		{"OrgCreateConflict", testOrgCreateConflict},
+		{"OrgUpdate", testOrgUpdate},
+		{"OrgVersion", testOrgVersion},
+		{"OrgList", testOrgList},
+		{"OrgDelete", testOrgDelete},
+		{"APIKeyCreateFind", testAPIKeyCreateFind},
+		{"APIKeyCreateConflict", testAPIKeyCreateConflict},
+		{"APIKeyList", testAPIKeyList},
+		{"APIKeyUpdate", testAPIKeyUpdate},
+		{"APIKeyVersion", testAPIKeyVersion},
+		{"APIKeyRotate", testAPIKeyRotate},
+		{"APIKeyDelete", testAPIKeyDelete},
+		{"APIKeyTouch", testAPIKeyTouch},
+		{"APIKeyPrune", testAPIKeyPrune},
+		{"APIKeyOrg", testAPIKeyOrg},
+		{"AuditAppendList", testAuditAppendList},
+		{"AuditAppendConflict", testAuditAppendConflict},
+		{"AuditFilter", testAuditFilter},
+		{"AuditPages", testAuditPages},
+		{"AuditPrune", testAuditPrune},
 		{"Copies", testCopies},
 		{"RaceCreateCurrentKey", testRaceCreateCurrentKey},
 		{"RaceMakeKeyCurrent", testRaceMakeKeyCurrent},
 		{"RaceCreateSetting", testRaceCreateSetting},
 		{"RaceDeleteClientSecret", testRaceDeleteClientSecret},
+		{"RaceUpdateAPI", testRaceUpdateAPI},
+		{"RaceUpdateClient", testRaceUpdateClient},
+		{"RaceUpdateGrant", testRaceUpdateGrant},
+		{"RaceUpdateOrg", testRaceUpdateOrg},
+		{"RaceUpdateAPIKey", testRaceUpdateAPIKey},
+		{"RaceRotateAPIKey", testRaceRotateAPIKey},
+		{"RacePutGrant", testRacePutGrant},
+		{"RaceDeleteOrg", testRaceDeleteOrg},
 	}
 	tests = append(tests, lifecycleTests...)
 	for _, tt := range tests {
@@ -63,7 +103,8 @@ var equateEmpty = cmpopts.EquateEmpty()
 // now returns the current time as a Store returns it: UTC, millisecond precision.
 func now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
 
-// Fixtures. Byte values include zero and high bytes, so that a backend storing them as text fails.
+// Fixtures. Byte values include zero and high bytes, so that a backend storing them as text fails. Versions are
+// neither 0 nor 1, and differ by kind, so that a backend that does not store the Version given to a create fails.
 
 func newAPI(id, identifier string, created time.Time) *auth.API {
 	return &auth.API{
@@ -74,10 +115,12 @@ func newAPI(id, identifier string, created time.Time) *auth.API {
 			{Name: "read:items", Description: "Read items"},
 			{Name: "write:items"},
 		},
-		TokenLifetime: 90 * time.Minute,
-		SigningAlg:    auth.ES256,
-		CreatedAt:     created,
-		UpdatedAt:     created.Add(time.Second),
+		TokenLifetime:    90 * time.Minute,
+		SigningAlg:       auth.ES256,
+		KeyTokenLifetime: 10 * time.Minute,
+		Version:          5,
+		CreatedAt:        created,
+		UpdatedAt:        created.Add(time.Second),
 	}
 }
 
@@ -92,14 +135,33 @@ func newClient(id string, created time.Time, secrets ...auth.Secret) *auth.Clien
 		ID:          id,
 		Name:        "Client " + id,
 		Description: "does things for " + id,
+		RateLimit:   auth.RateLimit{Count: 100, Per: 90 * time.Second},
 		Secrets:     secrets,
+		Version:     7,
 		CreatedAt:   created,
 		UpdatedAt:   created.Add(time.Second),
 	}
 }
 
 func newGrant(id, clientID, apiID string, created time.Time, scopes ...string) *auth.Grant {
-	return &auth.Grant{ID: id, ClientID: clientID, APIID: apiID, Scopes: scopes, CreatedAt: created, UpdatedAt: created}
+	return &auth.Grant{ID: id, ClientID: clientID, APIID: apiID, Scopes: scopes, Version: 3, CreatedAt: created,
+		UpdatedAt: created}
+}
+
+func newOrg(id, name string, created time.Time) *auth.Org {
+	return &auth.Org{
+		ID:           id,
+		Name:         name,
+		Description:  "the organization " + name,
+		APIKeyPrefix: "gh" + id[len(id)-2:],
+		AllowedGrants: []auth.OrgGrant{
+			{APIID: "api_1", Scopes: []string{"read:items", "write:items"}},
+			{APIID: "api_2", Scopes: []string{}},
+		},
+		Version:   2,
+		CreatedAt: created,
+		UpdatedAt: created.Add(time.Second),
+	}
 }
 
 func newKey(id string, alg auth.Algorithm, state auth.KeyState, created time.Time) *auth.SigningKey {
@@ -139,6 +201,15 @@ func mustPutGrant(t *testing.T, s auth.Store, grants ...*auth.Grant) {
 	for _, g := range grants {
 		if err := s.PutGrant(t.Context(), g); err != nil {
 			t.Fatalf("PutGrant(%q, %q): %v", g.ClientID, g.APIID, err)
+		}
+	}
+}
+
+func mustCreateOrg(t *testing.T, s auth.Store, orgs ...*auth.Org) {
+	t.Helper()
+	for _, o := range orgs {
+		if err := s.CreateOrg(t.Context(), o); err != nil {
+			t.Fatalf("CreateOrg(%q): %v", o.ID, err)
 		}
 	}
 }
@@ -215,6 +286,26 @@ func listGrants(t *testing.T, s auth.Store, clientID string) []*auth.Grant {
 	return gs
 }
 
+func findGrant(t *testing.T, s auth.Store, id string) *auth.Grant {
+	t.Helper()
+	g, err := s.FindGrant(t.Context(), id)
+	if err != nil {
+		t.Fatalf("FindGrant(%q): %v", id, err)
+	}
+	checkUTC(t, "FindGrant "+id, g.CreatedAt, g.UpdatedAt)
+	return g
+}
+
+func findOrg(t *testing.T, s auth.Store, id string) *auth.Org {
+	t.Helper()
+	o, err := s.FindOrg(t.Context(), id)
+	if err != nil {
+		t.Fatalf("FindOrg(%q): %v", id, err)
+	}
+	checkUTC(t, "FindOrg "+id, o.CreatedAt, o.UpdatedAt)
+	return o
+}
+
 func listKeys(t *testing.T, s auth.Store) []*auth.SigningKey {
 	t.Helper()
 	ks, err := s.ListSigningKeys(t.Context())
@@ -253,6 +344,35 @@ func testEmpty(t *testing.T, open func(t *testing.T) auth.Store) {
 	if err != nil || len(keys) != 0 {
 		t.Errorf("ListSigningKeys = %v, %v; want none", keys, err)
 	}
+	for _, p := range []auth.Page{{}, {Limit: 10}, {After: "x", Limit: 1}} {
+		apis, err := s.ListAPIsPage(ctx, p)
+		if err != nil || len(apis) != 0 {
+			t.Errorf("ListAPIsPage(%+v) = %v, %v; want none", p, apis, err)
+		}
+		clients, err := s.ListClientsPage(ctx, auth.ClientFilter{Page: p})
+		if err != nil || len(clients) != 0 {
+			t.Errorf("ListClientsPage(%+v) = %v, %v; want none", p, clients, err)
+		}
+		grants, err := s.ListGrantsPage(ctx, auth.GrantFilter{Page: p})
+		if err != nil || len(grants) != 0 {
+			t.Errorf("ListGrantsPage(%+v) = %v, %v; want none", p, grants, err)
+		}
+		orgs, err := s.ListOrgs(ctx, p)
+		if err != nil || len(orgs) != 0 {
+			t.Errorf("ListOrgs(%+v) = %v, %v; want none", p, orgs, err)
+		}
+	}
+	events, err := s.ListAuditEvents(ctx, auth.AuditFilter{})
+	if err != nil || len(events) != 0 {
+		t.Errorf("ListAuditEvents = %v, %v; want none", events, err)
+	}
+	if n, err := s.PruneAuditEvents(ctx, time.Now()); err != nil || n != 0 {
+		t.Errorf("PruneAuditEvents = %d, %v; want 0", n, err)
+	}
+	_, err = s.FindGrant(ctx, "grt_none")
+	checkErr(t, "FindGrant(unknown)", err, auth.ErrNotFound)
+	_, err = s.FindOrg(ctx, "org_none")
+	checkErr(t, "FindOrg(unknown)", err, auth.ErrNotFound)
 	_, err = s.FindAPI(ctx, "api_none")
 	checkErr(t, "FindAPI(unknown)", err, auth.ErrNotFound)
 	_, err = s.FindAPIByIdentifier(ctx, "urn:none")

@@ -383,7 +383,7 @@ func testRaceCreateNextSigningKey(t *testing.T, open func(t *testing.T) auth.Sto
 	for i := range keys {
 		keys[i] = newKey("kid-"+string(rune('a'+i)), auth.ES256, auth.KeyNext, t0)
 	}
-	won, lost := race(t, racers, func(ctx context.Context, i int) error {
+	won, lost := race(t, racers, auth.ErrConflict, func(ctx context.Context, i int) error {
 		return s.CreateNextSigningKey(ctx, keys[i], "kid-current")
 	})
 	if won != 1 || lost != racers-1 {
@@ -403,7 +403,7 @@ func testRaceRotateSigningKey(t *testing.T, open func(t *testing.T) auth.Store) 
 	}
 	createKeys(t, s, t0, specs)
 	// Each racer promotes its own next key: a rotation that happened twice would leave two keys retired.
-	won, lost := race(t, racers, func(ctx context.Context, i int) error {
+	won, lost := race(t, racers, auth.ErrConflict, func(ctx context.Context, i int) error {
 		return s.RotateSigningKey(ctx, auth.RS256, "kid-current", specs[i+1].id, t0.Add(time.Hour))
 	})
 	if won != 1 || lost != racers-1 {
@@ -420,7 +420,7 @@ func testRaceDeleteRetiredSigningKey(t *testing.T, open func(t *testing.T) auth.
 	t0 := now()
 	createKeys(t, s, t0, []keySpec{{"kid-retired", auth.EdDSA, auth.KeyRetired}})
 	var deleted, notFound atomic.Int32
-	race(t, racers, func(ctx context.Context, i int) error {
+	race(t, racers, auth.ErrConflict, func(ctx context.Context, i int) error {
 		err := s.DeleteRetiredSigningKey(ctx, "kid-retired", t0.Add(time.Hour))
 		switch {
 		case err == nil:

@@ -18,8 +18,8 @@ import (
 const racers = 8
 
 // race runs f(i) for i in [0, n) on n goroutines released at once, and returns how many returned nil and how many
-// ErrConflict. Any other error fails the test.
-func race(t *testing.T, n int, f func(ctx context.Context, i int) error) (won, lost int) {
+// an error matching loss (ErrConflict, or ErrStale for compare-and-swap updates). Any other error fails the test.
+func race(t *testing.T, n int, loss error, f func(ctx context.Context, i int) error) (won, lost int) {
 	t.Helper()
 	ctx := t.Context()
 	var (
@@ -39,10 +39,10 @@ func race(t *testing.T, n int, f func(ctx context.Context, i int) error) (won, l
 		switch {
 		case err == nil:
 			won++
-		case errors.Is(err, auth.ErrConflict):
+		case errors.Is(err, loss):
 			lost++
 		default:
-			t.Errorf("goroutine %d: %v, want nil or ErrConflict", i, err)
+			t.Errorf("goroutine %d: %v, want nil or %v", i, err, loss)
 		}
 	}
 	return won, lost
@@ -55,7 +55,7 @@ func testRaceCreateCurrentKey(t *testing.T, open func(t *testing.T) auth.Store) 
 	for i := range keys {
 		keys[i] = newKey("kid-"+string(rune('a'+i)), auth.RS256, auth.KeyCurrent, t0)
 	}
-	won, lost := race(t, racers, func(ctx context.Context, i int) error {
+	won, lost := race(t, racers, auth.ErrConflict, func(ctx context.Context, i int) error {
 		return s.CreateSigningKey(ctx, keys[i])
 	})
 	if won != 1 || lost != racers-1 {
@@ -82,7 +82,7 @@ func testRaceMakeKeyCurrent(t *testing.T, open func(t *testing.T) auth.Store) {
 		keys[i] = newKey("kid-"+string(rune('a'+i)), auth.ES256, auth.KeyNext, t0)
 	}
 	mustCreateKey(t, s, keys...)
-	won, lost := race(t, racers, func(ctx context.Context, i int) error {
+	won, lost := race(t, racers, auth.ErrConflict, func(ctx context.Context, i int) error {
 		return s.UpdateSigningKeyState(ctx, keys[i].ID, auth.KeyNext, auth.KeyCurrent, t0.Add(time.Minute))
 	})
 	if won != 1 || lost != racers-1 {
@@ -105,7 +105,7 @@ func testRaceCreateSetting(t *testing.T, open func(t *testing.T) auth.Store) {
 		mu     sync.Mutex
 		winner []byte
 	)
-	won, lost := race(t, racers, func(ctx context.Context, i int) error {
+	won, lost := race(t, racers, auth.ErrConflict, func(ctx context.Context, i int) error {
 		v := []byte{byte(i), 'v'}
 		err := s.CreateSetting(ctx, "root_key_check", v)
 		if err == nil {
@@ -135,7 +135,7 @@ func testRaceDeleteClientSecret(t *testing.T, open func(t *testing.T) auth.Store
 		secrets[i] = newSecret("sec_000"+string(rune('a'+i)), t0)
 	}
 	mustCreateClient(t, s, newClient("client-1", t0, secrets...))
-	won, lost := race(t, racers, func(ctx context.Context, i int) error {
+	won, lost := race(t, racers, auth.ErrConflict, func(ctx context.Context, i int) error {
 		return s.DeleteClientSecret(ctx, "client-1", secrets[i].ID)
 	})
 	if won != racers-1 || lost != 1 {

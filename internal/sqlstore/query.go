@@ -1,0 +1,102 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/gatehouse/gatehouse/internal/auth"
+)
+
+// filter builds the WHERE and LIMIT clauses of a list query whose conditions depend on the caller's filter,
+// numbering the placeholders in order.
+type filter struct {
+	conds []string
+	args  []any
+}
+
+// arg adds a value and returns its placeholder.
+func (f *filter) arg(v any) string {
+	f.args = append(f.args, v)
+	return "$" + strconv.Itoa(len(f.args))
+}
+
+// where adds a condition; a %s in cond is replaced by the placeholder of v.
+func (f *filter) where(cond string, v any) {
+	f.conds = append(f.conds, fmt.Sprintf(cond, f.arg(v)))
+}
+
+// clause returns the WHERE clause, or "" for no conditions.
+func (f *filter) clause() string {
+	if len(f.conds) == 0 {
+		return ""
+	}
+	return "WHERE " + strings.Join(f.conds, " AND ")
+}
+
+// limit returns a LIMIT clause for n > 0, or "" for all rows.
+func (f *filter) limit(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return "LIMIT " + f.arg(n)
+}
+
+// page adds the conditions of a page of a list ordered by key and returns the ORDER BY and LIMIT clauses: the rows
+// after p.After, walked through an index on key rather than skipped with OFFSET.
+func (f *filter) page(key string, p auth.Page) (orderLimit string) {
+	if p.After != "" {
+		f.where(key+" > %s", p.After)
+	}
+	return "ORDER BY " + key + " " + f.limit(p.Limit)
+}
+
+// queryList runs a query and scans each row with scan. The list is empty, never nil, when there are no rows.
+func queryList[T any](ctx context.Context, db *sql.DB, scan func(scanner) (*T, error), query string,
+	args ...any) ([]*T, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	list := []*T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, v)
+	}
+	return list, rows.Err()
+}
+
+// updateVersioned runs update, an UPDATE of the row of table with the given id that matches only while the row has
+// the version the caller read, as one compare-and-swap. If it changes no row, it tells a missing row
+// (auth.ErrNotFound) from a changed one (auth.ErrStale). Run it in a transaction, so that the two answer about the
+// same row.
+func updateVersioned(ctx context.Context, tx *sql.Tx, table, id, update string, args ...any) error {
+	res, err := tx.ExecContext(ctx, update, args...)
+	if err != nil {
+		return translate(err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	var found int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+table+` WHERE id = $1`, id).Scan(&found); err != nil {
+		return err
+	}
+	if found == 0 {
+		return auth.ErrNotFound
+	}
+	return auth.ErrStale
+}
+
+// nullString returns s, or NULL for "".
+func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
