@@ -409,6 +409,20 @@ func TestRevokeSubjectAndClient(t *testing.T) {
 	if r := revoke("svc-admin", secretAdmin, "disable_client", "nobody"); r.status != 400 {
 		t.Errorf("disable an unknown client: %d %s, want 400", r.status, r.body)
 	}
+
+	// Administrators' revocations are on the record; a client revoking its own token is not.
+	for _, want := range []struct{ action, resource string }{
+		{"token.revoke_subject", "subject/svc-one"},
+		{"client.disable", "client/svc-multi"},
+	} {
+		events, err := ts.Store.ListAuditEvents(t.Context(), auth.AuditFilter{Action: want.action, Resource: want.resource})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(events) == 0 || events[0].Actor != "svc-admin" {
+			t.Errorf("audit events %s on %s: %+v, want one by svc-admin", want.action, want.resource, events)
+		}
+	}
 }
 
 // TestRevocationAcrossInstances: a revocation made through one instance is seen by another sharing its database at

@@ -272,6 +272,10 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, c *tokenCal
 			return
 		}
 		accesslog.From(r.Context()).Result = "revoked"
+		if claims.ClientID != c.clientID { // an administrator's act; a client revoking its own token is routine
+			s.audit(r, &caller{subject: c.clientID}, "token.revoke", "token/"+claims.ID, claims.OrgID,
+				map[string]any{"sub": claims.Subject, "client_id": claims.ClientID})
+		}
 	}
 	w.WriteHeader(http.StatusOK)
 }
@@ -302,6 +306,8 @@ func (s *Server) revokeSubject(w http.ResponseWriter, r *http.Request, c *tokenC
 		s.writeOAuthError(w, r, err, false)
 		return
 	}
+	s.audit(r, &caller{subject: c.clientID}, "token.revoke_subject", "subject/"+subject, "",
+		map[string]any{"issued_before": at.UTC()})
 	writeJSON(w, http.StatusOK, cutoffResponse{Subject: subject, IssuedBefore: revocation.IatBelow(at)})
 }
 
@@ -322,9 +328,15 @@ func (s *Server) disableClient(w http.ResponseWriter, r *http.Request, c *tokenC
 		return
 	}
 	now := time.Now()
-	if !cl.Disabled {
-		cl.Disabled, cl.UpdatedAt = true, now.UTC()
-		if err := s.Store.UpdateClient(ctx, cl); err != nil {
+	for attempt := 0; !cl.Disabled; attempt++ {
+		cl.Disabled, cl.UpdatedAt = true, changeTime()
+		err = s.Store.UpdateClient(ctx, cl)
+		if errors.Is(err, auth.ErrStale) && attempt < 3 {
+			if cl, err = s.Store.FindClient(ctx, clientID); err == nil {
+				continue // changed meanwhile: disable what is there now
+			}
+		}
+		if err != nil {
 			s.writeOAuthError(w, r, err, false)
 			return
 		}
@@ -337,6 +349,8 @@ func (s *Server) disableClient(w http.ResponseWriter, r *http.Request, c *tokenC
 		return
 	}
 	s.Logger.Warn("client disabled and its tokens revoked", "client_id", clientID, "by", c.clientID)
+	s.audit(r, &caller{subject: c.clientID}, "client.disable", "client/"+clientID, cl.OrgID,
+		map[string]any{"disabled": true, "issued_before": at.UTC()})
 	writeJSON(w, http.StatusOK, cutoffResponse{Subject: clientID, IssuedBefore: revocation.IatBelow(at), Disabled: true})
 }
 
