@@ -17,7 +17,7 @@ var allowed = map[string][]string{
 	"internal/auth":          {},
 	"internal/auth/authtest": {"internal/auth"},
 	"internal/rootkey":       {"internal/auth"},
-	"internal/keyset":        {"internal/auth"},
+	"internal/keyset":        {"internal/auth", "internal/sqlstore"}, // sqlstore only in tests
 	"internal/config":        {"internal/auth", "internal/yamlfile"},
 	"internal/yamlfile":      {},
 	"internal/issuer":        {"internal/auth", "internal/apikey", "internal/limit", "internal/audit", "internal/sqlstore"}, // sqlstore only in tests
@@ -25,7 +25,8 @@ var allowed = map[string][]string{
 	"internal/limit":         {},
 	"internal/audit":         {"internal/auth", "internal/sqlstore"}, // sqlstore only in tests
 	"internal/sqlstore":      {"internal/auth", "internal/auth/authtest"},
-	"internal/server":        {"internal/auth", "internal/issuer", "internal/keyset", "internal/apikey", "internal/oauthreq", "internal/accesslog"},
+	"internal/revocation":    {"internal/auth", "internal/sqlstore"}, // sqlstore only in tests
+	"internal/server":        {"internal/auth", "internal/issuer", "internal/keyset", "internal/apikey", "internal/oauthreq", "internal/accesslog", "internal/revocation"},
 	"internal/bench":         {"internal/auth", "internal/rootkey"},
 	"internal/forwardauth":   {"verify", "internal/yamlfile"}, // an adapter of the public verify package; of internal/, only yamlfile
 	"internal/oauthreq":      {},

@@ -44,6 +44,14 @@ func startExampleIssuer() *exampleIssuer {
 			{Key: priv.Public(), KeyID: "key-1", Algorithm: "EdDSA", Use: "sig"},
 		}})
 	})
+	// The revocation feed, as Gatehouse serves it: token "1" is revoked.
+	mux.HandleFunc("GET /oauth/revocations", func(w http.ResponseWriter, r *http.Request) {
+		if id, secret, ok := r.BasicAuth(); !ok || id != "reports-api" || secret != "reports-api-secret" {
+			http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
+			return
+		}
+		fmt.Fprintf(w, `{"cursor":"1","revoked_tokens":[{"jti":"1","exp":%d}],"revoked_subjects":[]}`, time.Now().Add(time.Hour).Unix())
+	})
 	iss.Server = httptest.NewServer(mux)
 	return iss
 }
@@ -236,4 +244,28 @@ func ExampleAPIKeyVerifier() {
 	// 200 reports for key_7Qa (org "org_acme", owner "user-42")
 	// 401 Bearer error="invalid_token", error_description="the API key is not valid"
 	// 200 reports for svc-reports (org "", owner "")
+}
+
+// An API that must refuse revoked tokens polls the issuer's revocation feed. By default the check fails open: if
+// the feed cannot be reached, the last list stays in use. MaxStale makes it fail closed instead.
+func ExampleRevocationFeed() {
+	iss := startExampleIssuer()
+	defer iss.Close()
+
+	v, err := verify.New(verify.Config{
+		Issuer:    iss.URL + "/",
+		Audiences: []string{"https://reports.example.com"},
+		Revocations: &verify.RevocationFeed{
+			URL:      iss.URL + "/oauth/revocations",
+			ClientID: "reports-api", ClientSecret: "reports-api-secret", // a client with introspect:tokens
+			PollInterval: 30 * time.Second, // the bound on how long a revoked token is still accepted
+			MaxStale:     5 * time.Minute,  // refuse every token if the list is older than this
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	_, err = v.Verify(context.Background(), iss.token("https://reports.example.com", "reports:read", time.Hour))
+	fmt.Println(errors.Is(err, verify.ErrRevoked))
+	// Output: true
 }

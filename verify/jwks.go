@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -36,9 +37,15 @@ const (
 
 // Run keeps the JWKS fresh until ctx ends, then returns nil: it fetches the set at once, then again a little
 // before the issuer's Cache-Control max-age runs out (within [MinRefresh, MaxRefresh]); a failed refresh is logged
-// and retried with backoff while the last good set stays in use. While Run runs, Verify does not refresh the set
-// itself. Run is optional: without it, Verify fetches on first use and refreshes in the background when due.
+// and retried with backoff while the last good set stays in use. With Config.Revocations it also polls the
+// revocation feed, every PollInterval. While Run runs, Verify does not refresh either itself. Run is optional:
+// without it, Verify fetches on first use and refreshes in the background when due.
 func (v *Verifier) Run(ctx context.Context) error {
+	if v.revs != nil {
+		var wg sync.WaitGroup
+		wg.Go(func() { v.revs.run(ctx) })
+		defer wg.Wait()
+	}
 	v.running.Add(1)
 	defer v.running.Add(-1)
 	for {

@@ -224,8 +224,8 @@ func KeyInQuery(rawQuery string) bool {
 //
 //   - ErrNoToken: 401, WWW-Authenticate: Bearer realm="…" (no error code: the client did not try).
 //   - ErrInsufficientScope (a *ScopeError): 403, error="insufficient_scope" and scope="…" naming the scopes needed.
-//   - ErrUnavailable (ErrJWKSUnavailable, ErrAPIKeyUnavailable): 503 with Retry-After: the credential could not be
-//     checked, which is no fault of the client.
+//   - ErrUnavailable (ErrJWKSUnavailable, ErrAPIKeyUnavailable) and ErrRevocationsUnavailable: 503 with
+//     Retry-After: the credential could not be checked, which is no fault of the client.
 //   - more than one Authorization header (or API key header), or an API key in the query string: 400 invalid_request.
 //   - any other error: 401, error="invalid_token", with an error_description naming what failed (expired, wrong
 //     audience, …) and no detail beyond that.
@@ -250,7 +250,7 @@ func WriteError(w http.ResponseWriter, realm string, err error) {
 	case errors.As(err, &se):
 		status = http.StatusForbidden
 		challenge("insufficient_scope", "the token lacks a scope this request needs", "scope="+quote(strings.Join(se.Scopes, " ")))
-	case errors.Is(err, ErrUnavailable):
+	case errors.Is(err, ErrUnavailable) || errors.Is(err, ErrRevocationsUnavailable):
 		status = http.StatusServiceUnavailable
 		h.Set("Retry-After", "5")
 	case errors.Is(err, errSeveralCredentials), errors.Is(err, errSeveralKeys), errors.Is(err, errKeyInURL):
@@ -294,6 +294,7 @@ func describe(err error) string {
 		{ErrUnknownKey, "the token's signing key is unknown"},
 		{ErrSignature, "the token's signature is invalid"},
 		{ErrExpired, "the token has expired"},
+		{ErrRevoked, "the token has been revoked"},
 		{ErrNotYetValid, "the token is not valid yet"},
 		{ErrIssuedInFuture, "the token is issued in the future"},
 		{ErrIssuer, "the token is from another issuer"},

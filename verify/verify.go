@@ -10,6 +10,9 @@
 // A refresh that Verify starts runs in a goroutine of its own that ends with the fetch, within
 // DefaultFetchTimeout; so does a fetch whose callers all stopped waiting.
 //
+// With Config.Revocations, Verify also refuses tokens the issuer revoked, from a list it polls (see RevocationFeed
+// for the bound and what happens when the issuer cannot be reached).
+//
 // The cache cannot be turned against the issuer: a kid the set lacks causes at most one fetch per
 // Config.RefetchInterval, shared by every caller that asks meanwhile; a kid found missing from a fresh set is
 // refused without a fetch for a minute; a signature that fails with a known key causes no fetch; a refresh that
@@ -119,6 +122,8 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives failed JWKS refreshes (the verifier keeps the keys it has): slog.Default() when nil.
 	Logger *slog.Logger
+	// Revocations, when set, makes Verify refuse revoked tokens too (see RevocationFeed). Nil checks none.
+	Revocations *RevocationFeed
 	// OnRefresh, when set, is called after every JWKS fetch — by Run, by Verify on first use, when the set is due
 	// or for an unknown kid — with nil on success (a 304 Not Modified included) or the fetch's error (a set with no
 	// usable key included), e.g. to count refreshes. It is called from one goroutine at a time and must not block.
@@ -150,6 +155,8 @@ type Verifier struct {
 	failures  int                  // consecutive failed fetches
 	lastErr   error                // of the last failed fetch
 	unknown   map[string]time.Time // kids missing from a set fetched after they were asked for, until when
+
+	revs *revocations // nil without Config.Revocations
 }
 
 // New returns a Verifier for cfg. It does no I/O: the JWKS is fetched on first use, or by Run.
@@ -215,6 +222,12 @@ func New(cfg Config) (*Verifier, error) {
 		u := cfg.JWKSURL
 		v.jwksURL.Store(&u)
 	}
+	if cfg.Revocations != nil {
+		var err error
+		if v.revs, err = newRevocations(*cfg.Revocations, v.client, v.now, v.log, v.leeway); err != nil {
+			return nil, err
+		}
+	}
 	return v, nil
 }
 
@@ -268,7 +281,8 @@ func (c *Claims) HasAnyScope(anyOf ...string) bool {
 // Verify checks token — a compact JWS, without the "Bearer " prefix — and returns its claims. It checks, in order:
 // size, compact syntax (three base64url parts without padding, JSON objects), crit (refused), alg (allowed and the
 // key's own), typ, the key (by kid, from the JWKS only: jku, x5u, jwk and x5c in the header are ignored), the
-// signature, iss (exact), aud, exp (required), nbf and iat, with Config.Leeway.
+// signature, iss (exact), aud, exp (required), nbf and iat, with Config.Leeway; and, with Config.Revocations,
+// that the token is not revoked.
 //
 // The errors wrap the Err* values above. Verify blocks only to fetch the JWKS on first use or for a kid it does
 // not know (at most once per Config.RefetchInterval, shared by concurrent callers), and for no longer than ctx and
@@ -291,6 +305,11 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	}
 	if err := v.validate(c); err != nil {
 		return nil, err
+	}
+	if v.revs != nil {
+		if err := v.revs.check(ctx, c); err != nil {
+			return nil, err
+		}
 	}
 	return c, nil
 }

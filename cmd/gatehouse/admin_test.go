@@ -414,6 +414,72 @@ func TestAdminSigningKeyAndAudit(t *testing.T) {
 	tr.check()
 }
 
+// TestAdminSigningKey: rotate and revoke through the management API; the server that answers acts at once.
+func TestAdminSigningKey(t *testing.T) {
+	ts := startAdmin(t)
+	tr := newTranscript(t, "signing-key", ts)
+	kids := func(state string) []string {
+		t.Helper()
+		keys, err := ts.Keys.List(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, k := range keys {
+			if k.Alg == auth.RS256 && string(k.State) == state {
+				out = append(out, k.ID)
+			}
+		}
+		return out
+	}
+	first := kids("current")
+
+	tr.note("RS256 signs the tokens of https://api.example.com/v1; the management API's are ES256")
+	tr.run(0, "signing-key", "list")
+	tr.run(0, "signing-key", "rotate", "--alg", "RS256")
+	next := kids("next")
+	tr.run(0, "signing-key", "list", "-o", "json")
+	tr.run(0, "signing-key", "rotate", "--alg", "RS256", "--immediately", "-o", "json")
+	if len(next) != 1 || !slices.Equal(kids("current"), next) || !slices.Equal(kids("retired"), first) {
+		t.Fatalf("after rotate --immediately: current %v, retired %v; want %v and %v", kids("current"), kids("retired"), next, first)
+	}
+	tok, err := ts.Keys.Sign(t.Context(), auth.RS256, []byte(`{}`)) // as the server's issuer signs
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kid := tokenKid(t, tok); kid != next[0] {
+		t.Errorf("the server signs with %s after rotate --immediately, want %s at once", kid, next[0])
+	}
+	tr.run(0, "signing-key", "list")
+
+	tr.note("revoke the retired key, then the current one: a new key signs in its place")
+	// A kid may start with "-": after --, it is not taken for a flag.
+	tr.run(0, "signing-key", "revoke", "--", first[0])
+	tr.run(0, "signing-key", "revoke", "-o", "json", "--", next[0])
+	jwks := fetchJWKS(t, ts.URL)
+	for _, kid := range []string{first[0], next[0]} {
+		if _, ok := jwks[kid]; ok {
+			t.Errorf("the revoked key %s is still in the server's JWKS", kid)
+		}
+	}
+	if cur := kids("current"); len(cur) != 1 || cur[0] == next[0] {
+		t.Errorf("after revoking the current key: current %v, want a new key", cur)
+	}
+	tr.run(0, "signing-key", "list")
+
+	tr.note("errors")
+	tr.run(1, "signing-key", "revoke", "no-such-kid")
+	tr.run(2, "signing-key", "revoke")
+	tr.run(2, "signing-key", "rotate")
+	tr.run(2, "signing-key", "rotate", "--alg", "HS256")
+	tr.run(2, "signing-key", "rotate", "--alg", "RS256", "--root-key-file", "root.key")
+	tr.run(2, "signing-key", "list", "--db", "sqlite:gatehouse.db", "--server", ts.URL)
+
+	waitAudit(t, ts, 4)
+	tr.run(0, "audit", "list")
+	tr.check()
+}
+
 // waitAudit waits until the audit log holds n events: the server may write them in the background.
 func waitAudit(t *testing.T, ts *testServer, n int) {
 	t.Helper()
@@ -539,7 +605,7 @@ func TestAdminConnection(t *testing.T) {
 	tr.run(2, "client", "frobnicate")
 	tr.run(2, "client", "list", "--bogus")
 	tr.run(2, "client", "list", "extra")
-	tr.run(2, "signing-key", "rotate")
+	tr.run(2, "signing-key", "delete")
 	tr.check()
 }
 
@@ -552,7 +618,7 @@ func TestCLIAdminHelp(t *testing.T) {
 		}
 	}
 	for _, args := range [][]string{{"api", "create"}, {"client", "update"}, {"client", "secret", "add"}, {"grant", "update"},
-		{"org", "create"}, {"signing-key", "list"}, {"audit", "list"}, {"apply"}} {
+		{"org", "create"}, {"signing-key", "list"}, {"signing-key", "rotate"}, {"signing-key", "revoke"}, {"audit", "list"}, {"apply"}} {
 		code, stdout, stderr := runCLI(t, append(args, "--help")...)
 		if code != 0 || !strings.Contains(stdout, "--server") || stderr != "" {
 			t.Errorf("gatehouse %s --help: exit %d, stderr %q, stdout:\n%s", strings.Join(args, " "), code, stderr, stdout)

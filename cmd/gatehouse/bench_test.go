@@ -88,6 +88,31 @@ func TestBench(t *testing.T) {
 	}
 }
 
+// TestBenchIntrospect: the introspection mode reports introspections/s against the trivial handler, without a
+// signing ceiling.
+func TestBenchIntrospect(t *testing.T) {
+	t.Setenv(helperEnv, "1")
+	var stdout, stderr bytes.Buffer
+	args := []string{"bench", "--mode", "introspect", "--algs", "EdDSA", "--concurrency", "2", "--duration", "300ms", "--warmup", "100ms"}
+	if code := run(t.Context(), args, &stdout, &stderr); code != 0 {
+		t.Fatalf("gatehouse bench exited %d\nstdout:\n%s\nstderr:\n%s", code, &stdout, &stderr)
+	}
+	report := stdout.String()
+	t.Logf("report:\n%s", report)
+	for _, want := range []string{"Gatehouse bench (introspection)", "INTROSPECTIONS/S", "POST /oauth/introspect", "introspections/s ≥ 50% of the trivial handler"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("the report has no %q", want)
+		}
+	}
+	if strings.Contains(report, "signing ceiling") {
+		t.Error("the introspection report mentions a signing ceiling")
+	}
+	rows := tableRows(report)
+	if fields := rows["2"]; len(fields) != benchColumns-1 || fields[5] != "0" || number(t, fields[1]) <= 0 {
+		t.Errorf("row for c=2: %q, want %d columns, introspections/s > 0 and no errors", fields, benchColumns-1)
+	}
+}
+
 // tableRows returns the rows of the plain report's tables by their concurrency column.
 func tableRows(report string) map[string][]string {
 	rows := map[string][]string{}
@@ -124,6 +149,7 @@ func TestBenchUsage(t *testing.T) {
 		{"bench", "--warmup", "-1s"},
 		{"bench", "extra"},
 		{"bench", "serve-trivial"},
+		{"bench", "--mode", "verify"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(t.Context(), args, &stdout, &stderr); code != 2 {

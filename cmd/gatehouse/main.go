@@ -1,5 +1,5 @@
 // Command gatehouse is machine-to-machine authorization in one binary: an OAuth 2.0 token server (serve, dev) and
-// the tools around it (token, proxy, authorize, bench).
+// the tools around it (token, proxy, authorize, bench, signing-key).
 //
 // Exit codes: 0 success, 1 failure, 2 usage error.
 package main
@@ -58,6 +58,7 @@ Run it for real:                                   gatehouse serve --config gate
 Get a token from any token endpoint:               gatehouse token --url … --client-id … --client-secret …
 Cache tokens of any token endpoint, for any language: gatehouse proxy --upstream https://TENANT.auth0.com/oauth/token
 Check tokens for nginx, Traefik, Caddy or Envoy:   gatehouse authorize --rules rules.yaml --issuer URL
+Rotate or revoke a signing key:                    gatehouse signing-key rotate --alg ES256
 Administer a running server:                       gatehouse api|client|grant|org|apikey|signing-key|audit <verb>, gatehouse apply -f FILE`,
 		SilenceUsage:  true,
 		SilenceErrors: true,

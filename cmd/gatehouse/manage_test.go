@@ -991,7 +991,7 @@ func TestManageOrgs(t *testing.T) {
 	_, adminSecret := adm.createClient(t, obj{"client_id": "acme-admin", "name": "Acme administrator", "org_id": a})
 	mgmtGrant := adm.grant(t, "acme-admin", auth.ManagementAudience, auth.ScopeReadAPIs, auth.ScopeWriteAPIs, auth.ScopeReadClients,
 		auth.ScopeWriteClients, auth.ScopeReadGrants, auth.ScopeWriteGrants, auth.ScopeReadOrgs, auth.ScopeWriteOrgs,
-		auth.ScopeReadKeys, auth.ScopeReadAudit)
+		auth.ScopeReadKeys, auth.ScopeWriteKeys, auth.ScopeReadAudit)
 	org := ms.as(t, "acme-admin", adminSecret)
 	if claims := claimsOf(t, org.token); claims["org_id"] != a {
 		t.Fatalf("Acme administrator's management token: %v", claims)
@@ -1019,6 +1019,8 @@ func TestManageOrgs(t *testing.T) {
 			{"PATCH", "/api/v1/apis/" + reportsID},
 			{"DELETE", "/api/v1/apis/" + reportsID},
 			{"GET", "/api/v1/signing-keys"},
+			{"POST", "/api/v1/signing-keys/rotate"},
+			{"POST", "/api/v1/signing-keys/" + tokenKid(t, org.token) + "/revoke"},
 			{"GET", "/api/v1/orgs/" + b},
 			{"PATCH", "/api/v1/orgs/" + b},
 			{"DELETE", "/api/v1/orgs/" + b},
@@ -1152,7 +1154,8 @@ func TestManageSigningKeys(t *testing.T) {
 	algs := []string{}
 	for _, k := range keys {
 		j, ok := jwks[strOf(k, "kid")]
-		if !ok || j.Alg != k["alg"] || k["state"] != "current" || strOf(k, "created_at") == "" {
+		if !ok || j.Alg != k["alg"] || k["state"] != "current" || strOf(k, "created_at") == "" || strOf(k, "since") == "" ||
+			strOf(k, "next_step_at") <= strOf(k, "since") {
 			t.Errorf("signing key %v (in the JWKS: %v)", k, ok)
 		}
 		algs = append(algs, strOf(k, "alg"))
@@ -1165,6 +1168,40 @@ func TestManageSigningKeys(t *testing.T) {
 		if strings.Contains(r.body, private) {
 			t.Errorf("the signing keys list holds %s", private)
 		}
+	}
+
+	// Rotate and revoke. The management tokens are ES256: act on EdDSA, so that gh-admin's token stays valid.
+	var old string
+	for _, k := range keys {
+		if k["alg"] == "EdDSA" {
+			old = strOf(k, "kid")
+		}
+	}
+	next := ms.admin.must(t, 200, "POST", "/api/v1/signing-keys/rotate", obj{"alg": "EdDSA"}).json
+	if next["state"] != "next" || next["kid"] == old || strOf(next, "next_step_at") <= strOf(next, "since") {
+		t.Errorf("rotate: %v, want a next key that signs later", next)
+	}
+	if _, ok := fetchJWKS(t, ms.URL)[strOf(next, "kid")]; !ok {
+		t.Errorf("the next key %v is not published", next["kid"])
+	}
+	cur := ms.admin.must(t, 200, "POST", "/api/v1/signing-keys/rotate", obj{"alg": "EdDSA", "immediately": true}).json
+	if cur["state"] != "current" || cur["kid"] != next["kid"] {
+		t.Errorf("rotate immediately: %v, want the next key %v current", cur, next["kid"])
+	}
+	revoked := ms.admin.must(t, 200, "POST", "/api/v1/signing-keys/"+old+"/revoke", nil).json
+	if revoked["kid"] != old || revoked["alg"] != "EdDSA" || strOf(revoked, "revoked_at") == "" {
+		t.Errorf("revoke: %v", revoked)
+	}
+	if _, ok := fetchJWKS(t, ms.URL)[old]; ok {
+		t.Errorf("the revoked key %s is still published", old)
+	}
+	wantProblem(t, "revoke it again", ms.admin.call(t, "POST", "/api/v1/signing-keys/"+old+"/revoke", nil), 404, "")
+	wantProblem(t, "rotate HS256", ms.admin.call(t, "POST", "/api/v1/signing-keys/rotate", obj{"alg": "HS256"}), 400, "alg")
+	wantProblem(t, "rotate without alg", ms.admin.call(t, "POST", "/api/v1/signing-keys/rotate", obj{"immediately": true}), 400, "alg")
+	wantProblem(t, "rotate with an unknown member", ms.admin.call(t, "POST", "/api/v1/signing-keys/rotate", obj{"alg": "ES256", "now": true}), 400, "now")
+	events, err := ms.Store.ListAuditEvents(t.Context(), auth.AuditFilter{Resource: "signing_key/" + old})
+	if err != nil || len(events) != 1 || events[0].Action != "signing_key.revoke" || events[0].Actor != "gh-admin" {
+		t.Errorf("audit events of the revoked key: %v (err %v), want its revocation by gh-admin", events, err)
 	}
 }
 

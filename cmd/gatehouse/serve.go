@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gatehouse/gatehouse/internal/apikey"
@@ -24,6 +25,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/issuer"
 	"github.com/gatehouse/gatehouse/internal/keyset"
 	"github.com/gatehouse/gatehouse/internal/limit"
+	"github.com/gatehouse/gatehouse/internal/revocation"
 	"github.com/gatehouse/gatehouse/internal/rootkey"
 	"github.com/gatehouse/gatehouse/internal/server"
 	"github.com/gatehouse/gatehouse/internal/sqlstore"
@@ -43,6 +45,10 @@ type Main struct {
 	LookupEnv  func(string) (string, bool)
 	extra      *config.File // applied after ConfigFile (gatehouse dev's demo resources)
 
+	// The signing key schedule (keyset.Options): rotation period, publication ahead, least retention; zero values
+	// are the defaults.
+	RotateEvery, PublishAhead, KeyRetention time.Duration
+	RevocationPoll                          time.Duration // how often revocations made by other instances are read
 	// Issuance limits and the audit log. The limits are kept in process: one instance.
 	AuditRetention time.Duration         // how long audit events are kept: 0 for 90 days, negative for ever
 	AuthThrottle   limit.ThrottleOptions // limits on failed client authentication; zero for the defaults
@@ -58,10 +64,12 @@ type Main struct {
 	URL      string // the base URL the server listens on, known after Open
 	listener net.Listener
 	http     *http.Server
+
+	Revocations *revocation.List
 }
 
-// Open opens the store, checks the root key, applies the declarative file, loads the signing keys and starts
-// listening. Close undoes it.
+// Open opens the store, checks the root key, applies the declarative file, loads the signing keys and the
+// revocation list and starts listening. Close undoes it.
 func (m *Main) Open(ctx context.Context) (err error) {
 	if m.Logger == nil {
 		m.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -88,13 +96,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 			m.Close()
 		}
 	}()
-	if m.Store, err = sqlstore.Open(ctx, m.DB); err != nil {
-		return fmt.Errorf("open database: %w", err)
-	}
-	if err = m.RootKey.Check(ctx, m.Store); err != nil {
+	if err = m.openStore(ctx); err != nil {
 		return err
 	}
-	m.Hasher = auth.NewSecretHasher(m.RootKey.Derive("client secret hashing"))
 	if err = config.EnsureManagementAPI(ctx, m.Store, time.Now()); err != nil {
 		return err
 	}
@@ -111,17 +115,14 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		}
 	}
 
-	m.Keys, err = keyset.New(m.Store, m.RootKey.Derive("signing key encryption"), keyset.Options{JWKSMaxAge: m.JWKSMaxAge, Logger: m.Logger})
-	if err != nil {
-		return err
-	}
-	if err = m.Keys.Load(ctx); err != nil {
-		if errors.Is(err, keyset.ErrDecrypt) {
-			return fmt.Errorf("%w (%v)", rootkey.ErrMismatch, err)
-		}
+	if err = m.openKeys(ctx); err != nil {
 		return err
 	}
 	if err = m.ensureKeys(ctx); err != nil {
+		return err
+	}
+	m.Revocations = revocation.New(m.Store, revocation.Options{PollEvery: m.RevocationPoll, Logger: m.Logger})
+	if err = m.Revocations.Load(ctx); err != nil {
 		return err
 	}
 
@@ -135,13 +136,45 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	m.APIKeys = apikey.NewChecker(m.Store, auth.NewSecretHasher(m.RootKey.Derive("api key hashing")),
 		apikey.CheckerOptions{CacheTTL: m.CacheTTL, Logger: m.Logger})
 	m.Audit = audit.New(m.Store, audit.Options{Retention: m.AuditRetention, Logger: m.Logger})
-	m.Issuer = issuer.New(m.Store, m.Keys, m.Hasher, issuer.Options{Issuer: m.IssuerURL, CacheTTL: m.CacheTTL, Logger: m.Logger, Verifier: m.Keys,
+	m.Issuer = issuer.New(m.Store, m.Keys, m.Hasher, issuer.Options{Issuer: m.IssuerURL, CacheTTL: m.CacheTTL, Logger: m.Logger, Verifier: m.Keys, Revocations: m.Revocations,
 		Limiter: limit.NewMemory(0), Throttle: limit.NewThrottle(limit.NewMemory(0), m.AuthThrottle), Audit: m.Audit,
 		APIKeys: m.APIKeys})
-	srv := server.New(server.Config{Issuer: m.Issuer, Keys: m.Keys, Store: m.Store, IssuerURL: m.IssuerURL, Logger: m.Logger,
+	srv := server.New(server.Config{Issuer: m.Issuer, Keys: m.Keys, Store: m.Store, Revocations: m.Revocations, IssuerURL: m.IssuerURL, Logger: m.Logger,
 		Hasher: m.Hasher, Audit: m.Audit, TrustedProxies: m.TrustedProxies, APIKeys: m.APIKeys, APIKeyPrefix: m.APIKeyPrefix})
 	m.http = server.NewHTTPServer(m.Addr, srv.Handler(), m.Logger)
 	return nil
+}
+
+// openStore opens the database and checks that it belongs to the root key.
+func (m *Main) openStore(ctx context.Context) (err error) {
+	if m.Store, err = sqlstore.Open(ctx, m.DB); err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	if err = m.RootKey.Check(ctx, m.Store); err != nil {
+		return err
+	}
+	m.Hasher = auth.NewSecretHasher(m.RootKey.Derive("client secret hashing"))
+	return nil
+}
+
+// openKeys loads the signing keys, with the schedule m describes.
+func (m *Main) openKeys(ctx context.Context) (err error) {
+	m.Keys, err = keyset.New(m.Store, m.RootKey.Derive("signing key encryption"), m.keysetOptions())
+	if err != nil {
+		return err
+	}
+	if err = m.Keys.Load(ctx); err != nil {
+		if errors.Is(err, keyset.ErrDecrypt) {
+			return fmt.Errorf("%w (%v)", rootkey.ErrMismatch, err)
+		}
+		return err
+	}
+	return nil
+}
+
+func (m *Main) keysetOptions() keyset.Options {
+	return keyset.Options{JWKSMaxAge: m.JWKSMaxAge, Logger: m.Logger,
+		RotateEvery: m.RotateEvery, PublishAhead: m.PublishAhead, Retention: m.KeyRetention}
 }
 
 // ensureKeys makes sure every algorithm an API uses, and RS256, has a current signing key.
@@ -181,7 +214,7 @@ func (m *Main) report(res *config.Result) {
 // finish (up to 15 s) before it returns.
 func (m *Main) Serve(ctx context.Context) error {
 	m.Logger.Info("gatehouse serving", "addr", m.listener.Addr().String(), "issuer", m.IssuerURL)
-	return serveHTTP(ctx, m.http, m.listener, m.Keys.Run, m.Audit.Run, m.APIKeys.Run)
+	return serveHTTP(ctx, m.http, m.listener, m.Keys.Run, m.Revocations.Run, m.Audit.Run, m.APIKeys.Run)
 }
 
 // shutdownTimeout bounds how long a stopping server waits for requests in flight.
@@ -237,12 +270,38 @@ type serveFlags struct {
 	addr, db, issuer, config, rootKeyFile string
 	logFormat, logLevel                   string
 	jwksMaxAge, cacheTTL                  time.Duration
-
+	keys                                  keyScheduleFlags
+	revocationPoll                        time.Duration
 	// Issuance limits and the audit log.
 	auditRetention                                time.Duration
 	authFailuresPerClient, authFailuresPerAddress int
 	trustedProxies                                []string
 	apiKeyPrefix                                  string
+}
+
+// keyScheduleFlags are the signing key schedule's flags, shared by serve, dev and the signing-key commands.
+type keyScheduleFlags struct {
+	rotateEvery, publishAhead, retention time.Duration
+}
+
+func (f *keyScheduleFlags) register(fl *pflag.FlagSet) {
+	fl.DurationVar(&f.rotateEvery, "key-rotation-period", keyset.DefaultRotateEvery,
+		"how long a signing key signs before the next one takes over")
+	fl.DurationVar(&f.publishAhead, "key-publish-ahead", 0,
+		"how long a next signing key is in the JWKS before it signs, at least --jwks-max-age plus 30s (default 2 × --jwks-max-age + 30s)")
+	fl.DurationVar(&f.retention, "key-retention", 0,
+		"least time a retired key stays in the JWKS; never less than the longest token lifetime of the APIs plus 5m30s")
+}
+
+// check validates the schedule for a JWKS max-age; its errors are usage errors.
+func (f *keyScheduleFlags) check(jwksMaxAge time.Duration) error {
+	if f.rotateEvery < 0 || f.publishAhead < 0 || f.retention < 0 {
+		return usageError{errors.New("durations must not be negative")}
+	}
+	if err := keyset.CheckSchedule(keyset.Options{JWKSMaxAge: jwksMaxAge, RotateEvery: f.rotateEvery, PublishAhead: f.publishAhead}); err != nil {
+		return usageError{fmt.Errorf("--key-rotation-period, --key-publish-ahead: %w", err)}
+	}
+	return nil
 }
 
 func (f *serveFlags) register(cmd *cobra.Command, defaultDB string) {
@@ -256,6 +315,9 @@ func (f *serveFlags) register(cmd *cobra.Command, defaultDB string) {
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fl.DurationVar(&f.jwksMaxAge, "jwks-max-age", 5*time.Minute, "Cache-Control max-age of the JWKS")
 	fl.DurationVar(&f.cacheTTL, "client-cache-ttl", 5*time.Second, "how long a client read from the database is reused")
+	f.keys.register(fl)
+	fl.DurationVar(&f.revocationPoll, "revocation-poll", revocation.DefaultPollEvery,
+		"how often revocations made through other instances are read: how long a token revoked elsewhere stays valid here")
 
 	// Issuance limits and the audit log.
 	fl.DurationVar(&f.auditRetention, "audit-retention", audit.DefaultRetention, "how long audit events are kept (0: for ever)")
@@ -299,8 +361,11 @@ func (f *serveFlags) main(cmd *cobra.Command, stderr io.Writer) (*Main, error) {
 	if err != nil {
 		return nil, err
 	}
-	if f.jwksMaxAge < 0 || f.cacheTTL < 0 {
+	if f.jwksMaxAge < 0 || f.cacheTTL < 0 || f.revocationPoll < 0 {
 		return nil, usageError{errors.New("durations must not be negative")}
+	}
+	if err := f.keys.check(f.jwksMaxAge); err != nil {
+		return nil, err
 	}
 	if f.issuer != "" {
 		u, err := url.Parse(f.issuer)
@@ -312,7 +377,9 @@ func (f *serveFlags) main(cmd *cobra.Command, stderr io.Writer) (*Main, error) {
 		return nil, usageError{fmt.Errorf("--db %q: use sqlite:PATH", f.db)}
 	}
 	m := &Main{Addr: f.addr, DB: f.db, IssuerURL: f.issuer, ConfigFile: f.config, JWKSMaxAge: f.jwksMaxAge,
-		CacheTTL: f.cacheTTL, Logger: log, Stderr: stderr}
+		CacheTTL: f.cacheTTL, Logger: log, Stderr: stderr,
+		RotateEvery: f.keys.rotateEvery, PublishAhead: f.keys.publishAhead, KeyRetention: f.keys.retention,
+		RevocationPoll: f.revocationPoll}
 	if err := f.limits(m); err != nil {
 		return nil, err
 	}
@@ -320,17 +387,25 @@ func (f *serveFlags) main(cmd *cobra.Command, stderr io.Writer) (*Main, error) {
 		return nil, usageError{err}
 	}
 	m.APIKeyPrefix = f.apiKeyPrefix
-	switch {
-	case f.rootKeyFile != "":
-		if m.RootKey, err = rootkey.ReadFile(f.rootKeyFile); err != nil {
-			return nil, err
-		}
-	case os.Getenv("GATEHOUSE_ROOT_KEY") != "":
-		if m.RootKey, err = rootkey.Parse(os.Getenv("GATEHOUSE_ROOT_KEY")); err != nil {
-			return nil, fmt.Errorf("GATEHOUSE_ROOT_KEY: %w", err)
-		}
+	if m.RootKey, err = readRootKey(f.rootKeyFile); err != nil {
+		return nil, err
 	}
 	return m, nil
+}
+
+// readRootKey reads the root key from file, or else from GATEHOUSE_ROOT_KEY; nil if neither is set.
+func readRootKey(file string) (*rootkey.Key, error) {
+	switch {
+	case file != "":
+		return rootkey.ReadFile(file)
+	case os.Getenv("GATEHOUSE_ROOT_KEY") != "":
+		k, err := rootkey.Parse(os.Getenv("GATEHOUSE_ROOT_KEY"))
+		if err != nil {
+			return nil, fmt.Errorf("GATEHOUSE_ROOT_KEY: %w", err)
+		}
+		return k, nil
+	}
+	return nil, nil
 }
 
 // limits sets m's issuance limits and audit retention from the flags.

@@ -177,6 +177,7 @@ type Store interface {
 	OrgStore
 	APIKeyStore
 	AuditStore
+	LifecycleStore
 
 	// Ping reports whether the backend is reachable.
 	Ping(ctx context.Context) error

@@ -92,6 +92,12 @@ func (p *parser) file(top *yaml.Node) *File {
 				a.Identifier, first.path, first.node.Line)
 			continue
 		}
+		if a.Identifier == auth.ManagementAudience {
+			// Its scopes are Gatehouse's, ensured at every start: the file would take them away.
+			p.Errorf(valueOf(n, "identifier"), a.path+".identifier",
+				"%q is the built-in management API: leave it out, and grant its scopes to clients", a.Identifier)
+			continue
+		}
 		byIdentifier[a.Identifier] = a
 		f.APIs = append(f.APIs, a)
 	}

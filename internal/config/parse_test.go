@@ -322,6 +322,8 @@ func TestParseErrors(t *testing.T) {
 			`gatehouse.yaml:12: clients[0].grants[0].scopes[1]: "write" is not a scope of urn:x`},
 
 		// Duplicates within the file.
+		{"the built-in management API", "apis:\n  - identifier: urn:gatehouse:management\n    name: M\n    scopes: [introspect:tokens]\n", nil,
+			`gatehouse.yaml:2: apis[0].identifier: "urn:gatehouse:management" is the built-in management API: leave it out, and grant its scopes to clients`},
 		{"identifier twice", "apis:\n  - identifier: urn:x\n    name: X\n  - name: Y\n    identifier: urn:x\n", nil,
 			`gatehouse.yaml:5: apis[1].identifier: "urn:x" is defined twice (first at apis[0], line 2)`},
 		{"client_id twice", "clients:\n  - client_id: c\n    name: C\n  - client_id: c\n    name: D\n", nil,

@@ -14,8 +14,14 @@ var ErrInvalidToken = errors.New("invalid token")
 // none: a token is not accepted after the time it says it ends.
 const checkLeeway = 30 * time.Second
 
-// Check verifies an access token this server issued — signature by a published key, iss, exp, nbf and iat — and
-// returns its claims. The audience is the caller's to check. Every error wraps ErrInvalidToken.
+// RevocationChecker reports whether a token is revoked, from its jti, sub and iat (unix seconds).
+type RevocationChecker interface {
+	Revoked(jti, sub string, iat int64) bool
+}
+
+// Check verifies an access token this server issued — signature by a published key, iss, exp, nbf and iat, and
+// that it is not revoked (with Options.Revocations) — and returns its claims. The audience is the caller's to
+// check. Every error wraps ErrInvalidToken.
 func (i *Issuer) Check(token string) (*Claims, error) {
 	if i.verify == nil {
 		return nil, fmt.Errorf("%w: no verifier configured", ErrInvalidToken)
@@ -39,6 +45,8 @@ func (i *Issuer) Check(token string) (*Claims, error) {
 		return nil, fmt.Errorf("%w: not yet valid", ErrInvalidToken)
 	case c.Subject == "" || c.Audience == "":
 		return nil, fmt.Errorf("%w: no sub or aud", ErrInvalidToken)
+	case i.revoke != nil && i.revoke.Revoked(c.ID, c.Subject, c.IssuedAt):
+		return nil, fmt.Errorf("%w: revoked", ErrInvalidToken)
 	}
 	return &c, nil
 }

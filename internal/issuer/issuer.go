@@ -79,6 +79,8 @@ type Options struct {
 	Logger   *slog.Logger
 	// Verifier checks tokens for Check; Check refuses every token without one.
 	Verifier TokenVerifier
+	// Revocations, if set, is consulted by Check: a revoked token is not valid.
+	Revocations RevocationChecker
 
 	// Limiter, when set, holds each client to its RateLimit: a client over it gets too_many_requests. Its keys
 	// are client_ids.
@@ -102,6 +104,7 @@ type Issuer struct {
 	ttl    time.Duration
 	log    *slog.Logger
 	verify TokenVerifier
+	revoke RevocationChecker
 
 	limiter  limit.Limiter
 	throttle *limit.Throttle
@@ -148,7 +151,7 @@ func New(store auth.Store, signer Signer, hasher *auth.SecretHasher, opts Option
 	}
 	return &Issuer{
 		store: store, signer: signer, hasher: hasher,
-		iss: opts.Issuer, now: opts.Now, ttl: opts.CacheTTL, log: opts.Logger, verify: opts.Verifier,
+		iss: opts.Issuer, now: opts.Now, ttl: opts.CacheTTL, log: opts.Logger, verify: opts.Verifier, revoke: opts.Revocations,
 		limiter: opts.Limiter, throttle: opts.Throttle, audit: opts.Audit, keys: opts.APIKeys,
 		clients: make(map[string]cacheEntry),
 		dummy:   hasher.Hash(auth.NewSecret()),

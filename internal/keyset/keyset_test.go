@@ -783,3 +783,39 @@ func BenchmarkGoJoseSign(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkVerify is Verify of a token it has verified before (remembered: a map lookup), and the signature check
+// itself, which every token costs the first time (parsing with go-jose and the signature).
+func BenchmarkVerify(b *testing.B) {
+	for _, alg := range auth.Algorithms {
+		k := newKeyset(b, newMemStore(), randomKey(), Options{})
+		token, err := k.Sign(b.Context(), alg, claims(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, v := range []struct {
+			name   string
+			verify func(string) ([]byte, error)
+		}{
+			{"remembered", k.Verify},
+			{"signature", func(t string) ([]byte, error) { return k.snap.Load().verify(t) }},
+		} {
+			verify := v.verify
+			b.Run(string(alg)+"/"+v.name, func(b *testing.B) {
+				if _, err := verify(token); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if _, err := verify(token); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			})
+		}
+	}
+}

@@ -12,12 +12,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/accesslog"
 	"github.com/gatehouse/gatehouse/internal/auth"
-	"github.com/gatehouse/gatehouse/internal/issuer"
 )
 
 // The management API (/api/v1) is protected by Gatehouse's own access tokens for auth.ManagementAudience. A token
@@ -105,7 +103,9 @@ func (s *Server) authenticateManagement(r *http.Request) (*caller, error) {
 	if tok == "" {
 		return nil, &tokenError{missing: true, reason: "a bearer token for " + auth.ManagementAudience + " is required"}
 	}
-	claims, err := s.checkToken(tok)
+	// Issuer.Check costs a map lookup for a token it has seen, not a signature (keyset remembers verified
+	// tokens per key set), and it consults the revocation list every time.
+	claims, err := s.Issuer.Check(tok)
 	if err != nil {
 		return nil, &tokenError{reason: "the token is not valid"}
 	}
@@ -124,63 +124,6 @@ func (s *Server) authenticateManagement(r *http.Request) (*caller, error) {
 	}
 	scopes := slices.DeleteFunc(claims.Scopes(), func(s string) bool { return !slices.Contains(held, s) })
 	return &caller{subject: claims.Subject, orgID: claims.OrgID, scopes: scopes}, nil
-}
-
-// checkToken is s.Issuer.Check, remembering the tokens it accepted, so that a caller that sends the same token
-// with every request (a gateway checking API keys) does not cost a signature verification each time: for the
-// management API's ES256 tokens that is most of the CPU of a request.
-//
-// Whether a token's signature and claims check out depends only on the token and on the published signing keys,
-// which the JWKS ETag names; expiry is the one check that changes with time, so it is made again on every use.
-// The cache is therefore emptied whenever the published keys change, and an entry is used only until the token
-// expires. What the token's client may do now is not cached here: authenticateManagement asks for it every time.
-func (s *Server) checkToken(tok string) (*issuer.Claims, error) {
-	_, etag := s.Keys.JWKS()
-	if c := s.checked.find(tok, etag, time.Now().Unix()); c != nil {
-		return c, nil
-	}
-	c, err := s.Issuer.Check(tok)
-	if err != nil {
-		return nil, err
-	}
-	if _, now := s.Keys.JWKS(); now == etag { // checked against the keys of etag
-		s.checked.add(tok, etag, c)
-	}
-	return c, nil
-}
-
-// maxCheckedTokens bounds the checked-token cache; when it is full it is emptied.
-const maxCheckedTokens = 1024
-
-// checkedTokens are management tokens that passed Issuer.Check while the published keys had the ETag etag.
-type checkedTokens struct {
-	mu     sync.RWMutex
-	etag   string
-	claims map[string]*issuer.Claims // by the whole token
-}
-
-// find returns the claims of tok if it passed the check under etag and has not expired at now (Unix seconds).
-// The claims are shared: callers must not modify them.
-func (c *checkedTokens) find(tok, etag string, now int64) *issuer.Claims {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	if c.etag != etag {
-		return nil
-	}
-	if cl := c.claims[tok]; cl != nil && now < cl.ExpiresAt {
-		return cl
-	}
-	return nil
-}
-
-// add remembers that tok passed the check under etag, forgetting every token checked under other keys.
-func (c *checkedTokens) add(tok, etag string, cl *issuer.Claims) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.etag != etag || len(c.claims) >= maxCheckedTokens {
-		c.etag, c.claims = etag, make(map[string]*issuer.Claims)
-	}
-	c.claims[tok] = cl
 }
 
 // Management errors, mapped to problem details by writeManageError.

@@ -54,6 +54,8 @@ func (s *Server) manageRoutes() []manageRoute {
 		{"POST", "/api/v1/apikeys/verify", auth.ScopeVerifyAPIKeys, s.verifyAPIKey},
 
 		{"GET", "/api/v1/signing-keys", auth.ScopeReadKeys, s.listSigningKeys},
+		{"POST", "/api/v1/signing-keys/rotate", auth.ScopeWriteKeys, s.rotateSigningKey},
+		{"POST", "/api/v1/signing-keys/{kid}/revoke", auth.ScopeWriteKeys, s.revokeSigningKey},
 		{"GET", "/api/v1/audit-events", auth.ScopeReadAudit, s.listAuditEvents},
 	}
 }

@@ -295,6 +295,8 @@ func TestOpenAPISchemas(t *testing.T) {
 		{"APIKeyVerifyResult", reflect.TypeFor[verifyKeyResult](), false},
 		{"SigningKey", reflect.TypeFor[signingKeyView](), false},
 		{"SigningKeyList", reflect.TypeFor[list[signingKeyView]](), false},
+		{"SigningKeyRotateInput", reflect.TypeFor[rotateKeyInput](), true},
+		{"SigningKeyRevoked", reflect.TypeFor[revokedKeyView](), false},
 		{"AuditEvent", reflect.TypeFor[auditView](), false},
 		{"AuditEventList", reflect.TypeFor[list[auditView]](), false},
 	}

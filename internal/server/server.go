@@ -1,6 +1,6 @@
-// Package server is Gatehouse's HTTP surface: the token endpoint, the JWKS, discovery and health. Every route is
-// in routes(); every error becomes an HTTP status in one place (writeOAuthError for OAuth endpoints, writeProblem
-// for the rest). No input produces a 500 or a stack trace.
+// Package server is Gatehouse's HTTP surface: the token endpoint, introspection, revocation and the revocation
+// feed, the JWKS, discovery and health. Every route is in routes(); every error becomes an HTTP status in one place
+// (writeOAuthError for OAuth endpoints, writeProblem for the rest). No input produces a 500 or a stack trace.
 package server
 
 import (
@@ -20,13 +20,16 @@ import (
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/issuer"
 	"github.com/gatehouse/gatehouse/internal/keyset"
+	"github.com/gatehouse/gatehouse/internal/revocation"
 )
 
 // Config is what a Server needs.
 type Config struct {
 	Issuer *issuer.Issuer
 	Keys   *keyset.Keyset
-	Store  auth.Store // for /readyz
+	Store  auth.Store // for /readyz, and to disable a client
+	// Revocations is the revocation list that /oauth/revoke writes and /oauth/revocations serves.
+	Revocations *revocation.List
 	// IssuerURL is the iss of every token and the base of every advertised endpoint, e.g. "http://127.0.0.1:8080/".
 	IssuerURL string
 	Logger    *slog.Logger
@@ -48,8 +51,7 @@ type Config struct {
 // Server serves Gatehouse's HTTP API.
 type Server struct {
 	Config
-	base    string        // IssuerURL without its trailing slash
-	checked checkedTokens // management tokens Issuer.Check accepted: see checkToken
+	base string // IssuerURL without its trailing slash
 }
 
 // New returns a Server.
@@ -100,6 +102,9 @@ func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/oauth/token", s.handleToken)
 	mux.HandleFunc("/oauth2/token", s.handleToken)
+	mux.HandleFunc("/oauth/introspect", s.handleIntrospect)
+	mux.HandleFunc("/oauth/revoke", s.handleRevoke)
+	mux.HandleFunc("GET /oauth/revocations", s.handleRevocations)
 	mux.HandleFunc("GET /.well-known/jwks.json", s.handleJWKS)
 	mux.HandleFunc("GET /.well-known/oauth-authorization-server", s.handleDiscovery)
 	mux.HandleFunc("GET /.well-known/openid-configuration", s.handleDiscovery)
@@ -146,6 +151,10 @@ type metadata struct {
 	GrantTypesSupported      []string `json:"grant_types_supported"`
 	ResponseTypesSupported   []string `json:"response_types_supported"`
 	TokenEndpointAuthMethods []string `json:"token_endpoint_auth_methods_supported"`
+	IntrospectionEndpoint    string   `json:"introspection_endpoint"`
+	IntrospectionAuthMethods []string `json:"introspection_endpoint_auth_methods_supported"`
+	RevocationEndpoint       string   `json:"revocation_endpoint"`
+	RevocationAuthMethods    []string `json:"revocation_endpoint_auth_methods_supported"`
 	SigningAlgValues         []string `json:"id_token_signing_alg_values_supported"`
 	AccessTokenSigningAlgs   []string `json:"access_token_signing_alg_values_supported"`
 	SubjectTypesSupported    []string `json:"subject_types_supported"`
@@ -164,6 +173,10 @@ func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		GrantTypesSupported:      []string{"client_credentials", issuer.GrantTokenExchange},
 		ResponseTypesSupported:   []string{}, // no authorization endpoint: machine-to-machine only
 		TokenEndpointAuthMethods: []string{"client_secret_basic", "client_secret_post"},
+		IntrospectionEndpoint:    s.base + "/oauth/introspect",
+		IntrospectionAuthMethods: authMethods,
+		RevocationEndpoint:       s.base + "/oauth/revoke",
+		RevocationAuthMethods:    authMethods,
 		SigningAlgValues:         names,
 		AccessTokenSigningAlgs:   names,
 		SubjectTypesSupported:    []string{"public"},

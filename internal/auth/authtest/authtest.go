@@ -91,6 +91,7 @@ func TestStore(t *testing.T, open func(t *testing.T) auth.Store) {
 		{"RacePutGrant", testRacePutGrant},
 		{"RaceDeleteOrg", testRaceDeleteOrg},
 	}
+	tests = append(tests, lifecycleTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.test(t, open) })
 	}
