@@ -85,7 +85,9 @@ type Checker struct {
 	entries map[string]entry               // by hash
 	byKey   map[string]map[string]struct{} // key id → hashes cached for it
 	gen     uint64                         // bumped by every invalidation; a load that started before one is not cached
-	loads   singleflight.Group
+	// nextEvict is when a full cache is next worth scanning for expired entries.
+	nextEvict time.Time
+	loads     singleflight.Group
 
 	usedMu sync.Mutex
 	used   map[string]time.Time // key id → last use not yet written
@@ -172,7 +174,7 @@ func (c *Checker) lookup(ctx context.Context, hash string) (entry, error) {
 			if gen != c.gen {
 				return e, nil // invalidated while loading: answer this request with it, keep nothing
 			}
-			if len(c.entries) >= maxCached {
+			if len(c.entries) >= maxCached && !now.Before(c.nextEvict) {
 				c.evictExpired(now)
 			}
 			if len(c.entries) < maxCached {
@@ -193,12 +195,18 @@ func (c *Checker) lookup(ctx context.Context, hash string) (entry, error) {
 	return v.(entry), nil
 }
 
+// evictExpired drops the expired entries, and notes when the next one expires: a full cache of live entries is not
+// scanned again before then, so a flood of made-up keys costs one scan per expiry, not one per key.
 func (c *Checker) evictExpired(now time.Time) {
+	next := now.Add(c.ttl)
 	for h, e := range c.entries {
 		if !now.Before(e.expires) {
 			c.drop(h, e.keyID)
+		} else if e.expires.Before(next) {
+			next = e.expires
 		}
 	}
+	c.nextEvict = next
 }
 
 // drop removes one cache entry; the caller holds mu.

@@ -74,6 +74,10 @@ func (i *Issuer) ExchangeAPIKey(ctx context.Context, r ExchangeRequest) (*Token,
 	}
 	if exp := ch.Key.ExpiresAt; !exp.IsZero() && exp.Sub(now) < lifetime {
 		lifetime = exp.Sub(now).Truncate(time.Second) // the token does not outlive the key
+		if lifetime < time.Second {
+			i.keyFailed(ctx, r, "expired", now) // expires before a token could be used
+			return nil, errBadKey
+		}
 	}
 	k := ch.Key
 	c := keyClaims{

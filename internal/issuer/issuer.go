@@ -114,8 +114,10 @@ type Issuer struct {
 	mu      sync.RWMutex
 	clients map[string]cacheEntry
 	gen     uint64 // bumped by every invalidation; a load that started before one is not cached
-	loads   singleflight.Group
-	dummy   []byte // a hash no secret matches, compared for unknown clients so they cost what known ones do
+	// nextEvict is when a full cache is next worth scanning for expired entries.
+	nextEvict time.Time
+	loads     singleflight.Group
+	dummy     []byte // a hash no secret matches, compared for unknown clients so they cost what known ones do
 }
 
 // maxCached bounds the client cache, so a flood of made-up client_ids cannot grow it without limit.
@@ -388,7 +390,7 @@ func (i *Issuer) client(ctx context.Context, id string) (*clientView, error) {
 			if gen != i.gen {
 				return view, nil // invalidated while loading: use it for this request, do not keep it
 			}
-			if len(i.clients) >= maxCached {
+			if len(i.clients) >= maxCached && !now.Before(i.nextEvict) {
 				i.evictExpired(now)
 			}
 			if len(i.clients) < maxCached {
@@ -403,12 +405,18 @@ func (i *Issuer) client(ctx context.Context, id string) (*clientView, error) {
 	return v.(*clientView), nil
 }
 
+// evictExpired drops the expired entries, and notes when the next one expires: a full cache of live entries is not
+// scanned again before then, so a flood of made-up client_ids costs one scan per expiry, not one per request.
 func (i *Issuer) evictExpired(now time.Time) {
+	next := now.Add(i.ttl)
 	for id, e := range i.clients {
 		if !now.Before(e.expires) {
 			delete(i.clients, id)
+		} else if e.expires.Before(next) {
+			next = e.expires
 		}
 	}
+	i.nextEvict = next
 }
 
 func (i *Issuer) load(ctx context.Context, id string) (*clientView, error) {

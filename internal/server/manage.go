@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gatehouse/gatehouse/internal/accesslog"
 	"github.com/gatehouse/gatehouse/internal/auth"
@@ -223,9 +225,11 @@ const maxManageBody = 64 << 10
 
 // decode reads a JSON object from r's body into v: at most maxManageBody bytes, unknown fields refused, one value.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") &&
-		!strings.HasPrefix(strings.ToLower(ct), "application/merge-patch+json") {
-		return &problemError{status: http.StatusUnsupportedMediaType, detail: "send a JSON body (Content-Type: application/json)"}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" && mt != "application/merge-patch+json" {
+			return &problemError{status: http.StatusUnsupportedMediaType, detail: "send a JSON body (Content-Type: application/json)"}
+		}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxManageBody))
 	if err != nil {
@@ -237,6 +241,10 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return badRequest("a JSON object body is required")
+	}
+	if !utf8.Valid(body) {
+		// encoding/json would quietly turn the invalid bytes into U+FFFD and store that.
+		return badRequest("the body is not valid UTF-8")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
