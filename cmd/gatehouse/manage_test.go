@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/rootkey"
 )
 
@@ -1543,5 +1544,42 @@ func BenchmarkManageList(b *testing.B) {
 				b.StartTimer()
 			}
 		})
+	}
+}
+
+// TestManageAuditConfig: what the declarative file creates at start is on the record too, by the actor "config",
+// and a second start that changes nothing records nothing.
+func TestManageAuditConfig(t *testing.T) {
+	t.Parallel()
+	ms := startManage(t)
+	events := func() []*auth.AuditEvent {
+		t.Helper()
+		es, err := ms.Store.ListAuditEvents(t.Context(), auth.AuditFilter{Actor: "config"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return es
+	}
+	got := map[string]string{}
+	for _, e := range events() {
+		got[e.Resource] = e.Action
+	}
+	for _, want := range []string{"client/svc-one", "client/gh-admin", "api/https://api.example.com/v1"} {
+		if got[want] != "config.create" {
+			t.Errorf("audit of the file applied at start: %s has %q, want config.create (all: %v)", want, got[want], got)
+		}
+	}
+	n := len(got)
+	file, err := config.Load(ms.ConfigFile, ms.LookupEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := file.Apply(t.Context(), ms.Store, ms.Hasher, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms.auditApply(t.Context(), res)
+	if again := len(events()); again != n {
+		t.Errorf("applying the same file again recorded %d events, want none", again-n)
 	}
 }

@@ -102,6 +102,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if err = config.EnsureManagementAPI(ctx, m.Store, time.Now()); err != nil {
 		return err
 	}
+	m.Audit = audit.New(m.Store, audit.Options{Retention: m.AuditRetention, Logger: m.Logger})
 	for _, f := range []*config.File{file, m.extra} {
 		if f == nil {
 			continue
@@ -109,6 +110,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		res, err := f.Apply(ctx, m.Store, m.Hasher, time.Now())
 		if res != nil {
 			m.report(res) // also after a partial failure: a secret generated for a created client is shown once
+			m.auditApply(ctx, res)
 		}
 		if err != nil {
 			return fmt.Errorf("apply declarative file: %w", err)
@@ -135,7 +137,6 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	}
 	m.APIKeys = apikey.NewChecker(m.Store, auth.NewSecretHasher(m.RootKey.Derive("api key hashing")),
 		apikey.CheckerOptions{CacheTTL: m.CacheTTL, Logger: m.Logger})
-	m.Audit = audit.New(m.Store, audit.Options{Retention: m.AuditRetention, Logger: m.Logger})
 	m.Issuer = issuer.New(m.Store, m.Keys, m.Hasher, issuer.Options{Issuer: m.IssuerURL, CacheTTL: m.CacheTTL, Logger: m.Logger, Verifier: m.Keys, Revocations: m.Revocations,
 		Limiter: limit.NewMemory(0), Throttle: limit.NewThrottle(limit.NewMemory(0), m.AuthThrottle), Audit: m.Audit,
 		APIKeys: m.APIKeys})
@@ -207,6 +208,23 @@ func (m *Main) report(res *config.Result) {
 	}
 	for id, secret := range res.Generated {
 		fmt.Fprintf(m.Stderr, "WARNING: generated a secret for client %s; it is shown only this once, store it now:\n  client_secret=%s\n", id, secret)
+	}
+}
+
+// auditApply records what applying the declarative file created and changed, with the actor "config": changes
+// made at start are on the record like those made through the management API.
+func (m *Main) auditApply(ctx context.Context, res *config.Result) {
+	for _, r := range []struct {
+		action string
+		lines  []string
+	}{{"config.create", res.Created}, {"config.update", res.Updated}} {
+		for _, line := range r.lines {
+			kind, name, _ := strings.Cut(line, " ") // "client billing" → client/billing, as the management API names it
+			e := &auth.AuditEvent{Time: time.Now().UTC(), Actor: "config", Action: r.action, Resource: kind + "/" + name}
+			if err := m.Audit.Record(ctx, e); err != nil {
+				m.Logger.Error("audit: recording a change of the declarative file failed", "err", err, "resource", line)
+			}
+		}
 	}
 }
 
