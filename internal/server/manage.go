@@ -257,6 +257,23 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 	return nil
 }
 
+// decodeOptional is decode for an optional body: none leaves v as it is.
+func decodeOptional(w http.ResponseWriter, r *http.Request, v any) error {
+	if r.ContentLength == 0 {
+		return nil
+	}
+	return decode(w, r, v)
+}
+
+// patchInput reads the body of a change to a resource at version: If-Match is checked first, so a stale write
+// fails before its body is looked at.
+func patchInput(w http.ResponseWriter, r *http.Request, version int64, in any) error {
+	if err := checkIfMatch(r, version); err != nil {
+		return err
+	}
+	return decode(w, r, in)
+}
+
 // jsonError turns a decoding error into a problem naming the field.
 func jsonError(err error) error {
 	var (

@@ -338,11 +338,8 @@ func (s *Server) updateAPIKey(w http.ResponseWriter, r *http.Request, c *caller)
 	if err != nil {
 		return err
 	}
-	if err := checkIfMatch(r, k.Version); err != nil {
-		return err
-	}
 	var in apiKeyInput
-	if err := decode(w, r, &in); err != nil {
+	if err := patchInput(w, r, k.Version, &in); err != nil {
 		return err
 	}
 	if in.OrgID != nil && *in.OrgID != k.OrgID {
@@ -383,10 +380,8 @@ func (s *Server) rotateAPIKey(w http.ResponseWriter, r *http.Request, c *caller)
 		return err
 	}
 	var in rotateInput
-	if r.ContentLength != 0 {
-		if err := decode(w, r, &in); err != nil {
-			return err
-		}
+	if err := decodeOptional(w, r, &in); err != nil {
+		return err
 	}
 	grace := seconds(in.GracePeriod)
 	if grace < 0 || grace > auth.MaxKeyGracePeriod {

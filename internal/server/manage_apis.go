@@ -156,11 +156,8 @@ func (s *Server) updateAPI(w http.ResponseWriter, r *http.Request, c *caller) er
 	if err != nil {
 		return err
 	}
-	if err := checkIfMatch(r, a.Version); err != nil {
-		return err
-	}
 	var in apiInput
-	if err := decode(w, r, &in); err != nil {
+	if err := patchInput(w, r, a.Version, &in); err != nil {
 		return err
 	}
 	if a.Identifier == auth.ManagementAudience && (in.Identifier != nil && *in.Identifier != a.Identifier || in.Scopes != nil) {

@@ -204,11 +204,8 @@ func (s *Server) updateClient(w http.ResponseWriter, r *http.Request, c *caller)
 	if err != nil {
 		return err
 	}
-	if err := checkIfMatch(r, cl.Version); err != nil {
-		return err
-	}
 	var in clientInput
-	if err := decode(w, r, &in); err != nil {
+	if err := patchInput(w, r, cl.Version, &in); err != nil {
 		return err
 	}
 	if in.ClientID != nil && *in.ClientID != cl.ID {
@@ -288,10 +285,8 @@ func (s *Server) addSecret(w http.ResponseWriter, r *http.Request, c *caller) er
 		return err
 	}
 	var in secretInput
-	if r.ContentLength != 0 {
-		if err := decode(w, r, &in); err != nil {
-			return err
-		}
+	if err := decodeOptional(w, r, &in); err != nil {
+		return err
 	}
 	now := changeTime()
 	var othersAt time.Time

@@ -228,11 +228,8 @@ func (s *Server) updateGrant(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err != nil {
 		return err
 	}
-	if err := checkIfMatch(r, g.Version); err != nil {
-		return err
-	}
 	var in grantInput
-	if err := decode(w, r, &in); err != nil {
+	if err := patchInput(w, r, g.Version, &in); err != nil {
 		return err
 	}
 	switch {

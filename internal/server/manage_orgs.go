@@ -203,11 +203,8 @@ func (s *Server) updateOrg(w http.ResponseWriter, r *http.Request, c *caller) er
 	if err != nil {
 		return err
 	}
-	if err := checkIfMatch(r, o.Version); err != nil {
-		return err
-	}
 	var in orgInput
-	if err := decode(w, r, &in); err != nil {
+	if err := patchInput(w, r, o.Version, &in); err != nil {
 		return err
 	}
 	changed, err := s.applyOrg(r.Context(), &in, o)
