@@ -33,14 +33,16 @@ func newBenchCmd(stdout, stderr io.Writer) *cobra.Command {
 	var f benchFlags
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Load-test token issuance and compare it with ceilings measured in the same run",
+		Short: "Load-test token issuance (or introspection) and compare it with ceilings measured in the same run",
 		Long: `Load-test token issuance on this machine. The bench starts 'gatehouse serve' as a separate process on a free
 127.0.0.1 port, with a fresh SQLite database in a temporary directory, one API per signing algorithm and one
 client, and requests tokens from it with c concurrent keep-alive connections for each concurrency level.
 
 --modes chooses what the server is loaded with: token (client_credentials, the default), exchange (one API key
-exchanged for a token, RFC 8693) and verify (POST /api/v1/apikeys/verify, a gateway checking one API key with a
-management token). token and exchange run once per algorithm; verify, which signs nothing, once.
+exchanged for a token, RFC 8693), verify (POST /api/v1/apikeys/verify, a gateway checking one API key with a
+management token) and introspect (POST /oauth/introspect of a valid token of the algorithm, RFC 7662, as a client
+holding introspect:tokens). token, exchange and introspect run once per algorithm; verify once. verify and
+introspect sign nothing: they are measured against the trivial handler only.
 
 Next to every result it measures two ceilings in the same run, so that results on a shared or noisy machine are
 read as ratios: the raw JWS signing rate of the algorithm (the bare signature primitive in this process, one goroutine per CPU, servers
@@ -58,7 +60,8 @@ Every flag also reads the environment variable GATEHOUSE_<FLAG> (e.g. GATEHOUSE_
 Examples:
   gatehouse bench
   gatehouse bench --algs ES256 --concurrency 1,8,32 --duration 10s --markdown
-  gatehouse bench --modes exchange,verify --concurrency 16,64`,
+  gatehouse bench --modes exchange,verify --concurrency 16,64
+  gatehouse bench --modes introspect --algs ES256,EdDSA`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := bindEnv(cmd, os.LookupEnv); err != nil {
@@ -76,7 +79,7 @@ Examples:
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringSliceVar(&f.modes, "modes", []string{"token"}, "what to load the server with: token, exchange, verify")
+	fl.StringSliceVar(&f.modes, "modes", []string{"token"}, "what to load the server with: token, exchange, verify, introspect")
 	fl.StringSliceVar(&f.algs, "algs", []string{"RS256", "ES256", "EdDSA"}, "signing algorithms to bench: RS256, ES256, EdDSA")
 	fl.IntSliceVar(&f.concurrency, "concurrency", []int{1, 16, 64}, "concurrent connections, one cell per level")
 	fl.DurationVar(&f.duration, "duration", 5*time.Second, "measured time per target in each cell")
@@ -92,7 +95,7 @@ func (f *benchFlags) options(cmd *cobra.Command) (bench.Options, error) {
 	for _, s := range f.modes {
 		m := bench.Mode(strings.TrimSpace(s))
 		if !slices.Contains(bench.Modes, m) {
-			return o, usageError{fmt.Errorf("--modes: %q is not a mode: use token, exchange or verify", s)}
+			return o, usageError{fmt.Errorf("--modes: %q is not a mode: use token, exchange, verify or introspect", s)}
 		}
 		if slices.Contains(o.Modes, m) {
 			return o, usageError{fmt.Errorf("--modes: %s is listed twice", m)}

@@ -102,7 +102,7 @@ func BenchmarkIntrospectHandler(b *testing.B) {
 // connections) against the ceiling of a trivial net/http handler that reads the same request and answers a small
 // JSON object with the same headers, driven by the same client in the same run, taking turns of half a second, six
 // rounds each after a warm-up. It reports both rates and the ratio. Target: introspection ≥ 50% of the ceiling.
-// The client runs in the same process, on the same cores; `gatehouse bench --mode introspect` runs the server in
+// The client runs in the same process, on the same cores; `gatehouse bench --modes introspect` runs the server in
 // its own process.
 //
 //	go test ./cmd/gatehouse -run '^$' -bench 'Introspect$' -count 3

@@ -2,7 +2,8 @@
 // handler as separate processes, loads both with the same requests at each concurrency level, measures the bare
 // signing rate of each algorithm in the same run, and reports the results next to those two ceilings, with the CPU
 // time per request and the server's peak memory. It loads the server with token requests (client_credentials),
-// API key exchanges (RFC 8693), or the gateway's API key check, or any of them in one run (Mode).
+// API key exchanges (RFC 8693), the gateway's API key check or token introspection (RFC 7662), or any of them in one
+// run (Mode).
 package bench
 
 import (
@@ -29,14 +30,14 @@ import (
 
 // The resources the bench declares in the server under test.
 const (
-	benchClientID  = "bench-client"
+	benchClientID  = "bench-client"        // gets the tokens; also introspects them, in ModeIntrospect
 	benchAdminID   = "bench-admin"         // makes the API key and checks it, with management tokens
 	benchSecretVar = "BENCH_CLIENT_SECRET" // how the client secrets reach the server's config file
 	tokenType      = "at+jwt"              // the typ of Gatehouse access tokens (RFC 9068)
 )
 
-// Mode is what the bench loads the server with. Each mode is measured against the trivial handler; token and
-// exchange run once per algorithm, each also against that algorithm's signing ceiling.
+// Mode is what the bench loads the server with. Each mode is measured against the trivial handler; token, exchange
+// and introspect run once per algorithm, token and exchange each also against that algorithm's signing ceiling.
 type Mode string
 
 const (
@@ -47,10 +48,16 @@ const (
 	// ModeVerify is POST /api/v1/apikeys/verify: a gateway checking one API key for an audience and a scope, with
 	// a management token.
 	ModeVerify Mode = "verify"
+	// ModeIntrospect is POST /oauth/introspect (RFC 7662) of one valid token of the algorithm, with HTTP Basic as
+	// the bench client, which holds introspect:tokens of the management API. It signs nothing.
+	ModeIntrospect Mode = "introspect"
 )
 
 // Modes lists the modes in the order a run measures them.
-var Modes = []Mode{ModeToken, ModeExchange, ModeVerify}
+var Modes = []Mode{ModeToken, ModeExchange, ModeVerify, ModeIntrospect}
+
+// signs reports whether m's requests sign a token, so that it is measured against a signing ceiling too.
+func (m Mode) signs() bool { return m == ModeToken || m == ModeExchange }
 
 // keyed reports whether any of modes needs an API key.
 func keyed(modes []Mode) bool {
@@ -104,7 +111,7 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 
 	secret := auth.NewSecret()
 	configFile := filepath.Join(dir, "bench.yaml")
-	if err := os.WriteFile(configFile, benchConfig(o.Algs, keyed(o.Modes)), 0o600); err != nil {
+	if err := os.WriteFile(configFile, benchConfig(o.Algs, o.Modes), 0o600); err != nil {
 		return err
 	}
 	env := append(childEnv(os.Environ()), "GATEHOUSE_ROOT_KEY="+rootkey.Generate().String(), benchSecretVar+"="+secret)
@@ -196,12 +203,30 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 			rep.Algs = append(rep.Algs, res)
 			continue
 		}
+		if mode == ModeIntrospect {
+			for _, alg := range o.Algs {
+				token, claims, err := preflight(ctx, serverURL, tokenRequest(alg, secret), alg) // lives a day
+				if err != nil {
+					return benchErr(ctx, fmt.Errorf("%s %s: %w", mode, alg, err))
+				}
+				req := introspectRequest(token, secret)
+				if err := preflightIntrospect(ctx, serverURL, req); err != nil {
+					return benchErr(ctx, fmt.Errorf("%s %s: %w", mode, alg, err))
+				}
+				res, err := runCells(ctx, o, plan, srv, triv, algResult{Mode: mode, Alg: alg, ClaimsBytes: len(claims)}, req, nil)
+				if err != nil {
+					return benchErr(ctx, err)
+				}
+				rep.Algs = append(rep.Algs, res)
+			}
+			continue
+		}
 		for _, alg := range o.Algs {
 			req := tokenRequest(alg, secret)
 			if mode == ModeExchange {
 				req = exchangeRequest(alg, key)
 			}
-			claims, err := preflight(ctx, serverURL, req, alg)
+			_, claims, err := preflight(ctx, serverURL, req, alg)
 			if err != nil {
 				return benchErr(ctx, fmt.Errorf("%s %s: %w", mode, alg, err))
 			}
@@ -278,6 +303,15 @@ func verifyRequest(key, mgmtToken, audience string) benchRequest {
 	return benchRequest{path: "/api/v1/apikeys/verify", contentType: "application/json", body: body, authz: "Bearer " + mgmtToken}
 }
 
+// introspectRequest is ModeIntrospect's request: the introspection of token, with HTTP Basic as the bench client.
+func introspectRequest(token, secret string) benchRequest {
+	return benchRequest{
+		path:  "/oauth/introspect",
+		body:  []byte(url.Values{"token": {token}}.Encode()),
+		authz: "Basic " + base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(benchClientID)+":"+url.QueryEscape(secret))),
+	}
+}
+
 // managementToken gets a management token with scope as the bench administrator.
 func managementToken(ctx context.Context, serverURL, secret, scope string) (string, error) {
 	client := &http.Client{Timeout: 10 * time.Second}
@@ -350,6 +384,23 @@ func preflightVerify(ctx context.Context, serverURL string, req benchRequest) er
 	return nil
 }
 
+// preflightIntrospect checks that req gets {"active":true}, so that every 200 of the run is an active answer (the
+// token lives far longer than a run).
+func preflightIntrospect(ctx context.Context, serverURL string, req benchRequest) error {
+	client := &http.Client{Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	var res struct {
+		Active bool `json:"active"`
+	}
+	if err := call(ctx, client, serverURL, req, http.StatusOK, &res); err != nil {
+		return fmt.Errorf("first introspection: %w", err)
+	}
+	if !res.Active {
+		return errors.New(`first introspection: {"active":false}, want an active token`)
+	}
+	return nil
+}
+
 // call sends req and decodes the JSON answer into v, which must have status want.
 func call(ctx context.Context, client *http.Client, serverURL string, req benchRequest, want int, v any) error {
 	resp, err := req.do(ctx, client, serverURL)
@@ -378,9 +429,10 @@ func benchErr(ctx context.Context, err error) error {
 	return err
 }
 
-// benchConfig is the declarative file of the server under test: one API per algorithm and one client granted all;
-// with admin, also an administrator that may make and check API keys.
-func benchConfig(algs []auth.Algorithm, admin bool) []byte {
+// benchConfig is the declarative file of the server under test: one API per algorithm and one client granted all,
+// and also introspect:tokens of the built-in management API when modes introspect (the management API is never
+// declared); when a mode needs an API key, also an administrator that may make and check API keys.
+func benchConfig(algs []auth.Algorithm, modes []Mode) []byte {
 	var b strings.Builder
 	b.WriteString("apis:\n")
 	for _, alg := range algs {
@@ -392,7 +444,10 @@ func benchConfig(algs []auth.Algorithm, admin bool) []byte {
 	for _, alg := range algs {
 		fmt.Fprintf(&b, "      - audience: %s\n        scopes: [read, write]\n", benchAudience(alg))
 	}
-	if admin {
+	if slices.Contains(modes, ModeIntrospect) {
+		fmt.Fprintf(&b, "      - audience: %s\n        scopes: [%s]\n", auth.ManagementAudience, auth.ScopeIntrospect)
+	}
+	if keyed(modes) {
 		fmt.Fprintf(&b, "  - client_id: %s\n    name: Bench administrator\n    client_secret: ${%s}\n    grants:\n"+
 			"      - audience: %s\n        scopes: [%s, %s]\n",
 			benchAdminID, benchSecretVar, auth.ManagementAudience, auth.ScopeWriteAPIKeys, auth.ScopeVerifyAPIKeys)

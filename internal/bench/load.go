@@ -54,43 +54,43 @@ func (r benchRequest) do(ctx context.Context, client *http.Client, base string) 
 	return client.Do(req)
 }
 
-// preflight gets one token from the server at base, checks that it is an at+jwt signed with alg, and returns its
-// claims: the payload the signing ceiling signs.
-func preflight(ctx context.Context, base string, r benchRequest, alg auth.Algorithm) ([]byte, error) {
+// preflight gets one token from the server at base, checks that it is an at+jwt signed with alg, and returns it
+// with its claims: the payload the signing ceiling signs.
+func preflight(ctx context.Context, base string, r benchRequest, alg auth.Algorithm) (token string, claims []byte, err error) {
 	client := &http.Client{Timeout: 10 * time.Second}
 	defer client.CloseIdleConnections()
 	resp, err := r.do(ctx, client, base)
 	if err != nil {
-		return nil, fmt.Errorf("first token request: %w", err)
+		return "", nil, fmt.Errorf("first token request: %w", err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return nil, fmt.Errorf("first token response: %w", err)
+		return "", nil, fmt.Errorf("first token response: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("first token request: %s: %s", resp.Status, bytes.TrimSpace(raw))
+		return "", nil, fmt.Errorf("first token request: %s: %s", resp.Status, bytes.TrimSpace(raw))
 	}
 	var tok struct {
 		AccessToken string `json:"access_token"`
 	}
 	if err := json.Unmarshal(raw, &tok); err != nil {
-		return nil, fmt.Errorf("first token response: %w", err)
+		return "", nil, fmt.Errorf("first token response: %w", err)
 	}
 	parts := strings.Split(tok.AccessToken, ".")
 	if len(parts) != 3 {
-		return nil, errors.New("first token response: access_token is not a compact JWS")
+		return "", nil, errors.New("first token response: access_token is not a compact JWS")
 	}
 	hdr, err1 := base64.RawURLEncoding.DecodeString(parts[0])
 	claims, err2 := base64.RawURLEncoding.DecodeString(parts[1])
 	var h struct{ Alg, Typ string }
 	if err := errors.Join(err1, err2, json.Unmarshal(hdr, &h)); err != nil {
-		return nil, fmt.Errorf("first token: %w", err)
+		return "", nil, fmt.Errorf("first token: %w", err)
 	}
 	if h.Alg != string(alg) || h.Typ != tokenType {
-		return nil, fmt.Errorf("first token has alg %q and typ %q, want %s and %s", h.Alg, h.Typ, alg, tokenType)
+		return "", nil, fmt.Errorf("first token has alg %q and typ %q, want %s and %s", h.Alg, h.Typ, alg, tokenType)
 	}
-	return claims, nil
+	return tok.AccessToken, claims, nil
 }
 
 // cellPlan is how a cell spends its time. The trivial handler and the server take turns in slices of at most
@@ -127,7 +127,7 @@ type benchTarget struct {
 }
 
 // runCell measures the server and the trivial handler at concurrency c, and adds to sign's measurement (nil: no
-// signing ceiling, as for ModeVerify).
+// signing ceiling, as for ModeVerify and ModeIntrospect).
 func runCell(ctx context.Context, p cellPlan, c int, server, trivialHandler benchTarget, req benchRequest, sign *ceilingSigner) (cellResult, error) {
 	gatehouse := newLoadGen(server.url, server.pid, req, c)
 	defer gatehouse.close()

@@ -17,6 +17,7 @@ import (
 const (
 	targetRSAOfSigning   = 0.60
 	targetOfTrivial      = 0.40
+	targetIntrospection  = 0.50 // introspection of a valid token, of the trivial handler (issue 8)
 	targetP99            = 20 * time.Millisecond
 	targetRSSBytes       = 100_000_000
 	targetP99Concurrency = 64
@@ -48,7 +49,7 @@ type algResult struct {
 	Mode        Mode
 	Alg         auth.Algorithm // "" for ModeVerify
 	ClaimsBytes int
-	SignOps     float64       // the signing ceiling
+	SignOps     float64       // the signing ceiling; 0 for a mode that signs nothing
 	SignMin     float64       // its slowest slice
 	SignMax     float64       // its fastest slice
 	SignCPU     time.Duration // CPU time per signature; 0 if unknown
@@ -70,6 +71,8 @@ func (a algResult) title() string {
 		return "API key exchange " + string(a.Alg)
 	case ModeVerify:
 		return "API key verify"
+	case ModeIntrospect:
+		return "Introspection " + string(a.Alg)
 	}
 	return string(a.Alg)
 }
@@ -111,25 +114,28 @@ func (r *benchReport) checks() []check {
 	if len(trivialLevels) == 0 {
 		trivialLevels = []int{highest}
 	}
-	// ofTrivial judges a result against the trivial handler at trivialLevels.
-	ofTrivial := func(a algResult, what string) check {
+	// ofTrivial judges a result against target, a share of the trivial handler at trivialLevels.
+	ofTrivial := func(a algResult, what string, target float64) check {
 		ok := true
 		var parts []string
 		for _, c := range trivialLevels {
 			cell, _ := a.cell(c)
 			q := cell.ofTrivial()
-			ok = ok && q >= targetOfTrivial
+			ok = ok && q >= target
 			parts = append(parts, fmt.Sprintf("c=%d: %.1f%% (%s / %s)", c, q*100, fmtRate(cell.Gatehouse.Rate), fmtRate(cell.Trivial.Rate)))
 		}
-		return check{passFail(ok), fmt.Sprintf("%s ≥ %.0f%% of the trivial handler at the same concurrency", what, targetOfTrivial*100),
+		return check{passFail(ok), fmt.Sprintf("%s ≥ %.0f%% of the trivial handler at the same concurrency", what, target*100),
 			strings.Join(parts, ", ")}
 	}
 	for _, a := range r.Algs {
-		if a.Mode == ModeVerify {
-			out = append(out, ofTrivial(a, "API key verify checks/s"))
+		switch a.Mode {
+		case ModeVerify:
+			out = append(out, ofTrivial(a, "API key verify checks/s", targetOfTrivial))
+		case ModeIntrospect:
+			out = append(out, ofTrivial(a, string(a.Alg)+" introspections/s", targetIntrospection))
 		}
 		if a.Mode != ModeToken {
-			continue // the issues set no other targets for the exchange
+			continue // the issues set no other targets for the exchange, verify and introspection
 		}
 		switch a.Alg {
 		case auth.RS256:
@@ -139,7 +145,7 @@ func (r *benchReport) checks() []check {
 				fmt.Sprintf("RS256 tokens/s ≥ %.0f%% of the RS256 signing ceiling", targetRSAOfSigning*100),
 				fmt.Sprintf("best %s tokens/s at c=%d = %.1f%% of %s ops/s", fmtRate(best.Gatehouse.Rate), best.C, q*100, fmtRate(a.SignOps))})
 		default:
-			out = append(out, ofTrivial(a, string(a.Alg)+" tokens/s"))
+			out = append(out, ofTrivial(a, string(a.Alg)+" tokens/s", targetOfTrivial))
 		}
 	}
 	p99At := targetP99Concurrency
@@ -233,6 +239,8 @@ var descRequest = map[Mode]string{
 	ModeToken:    "POST /oauth/token (form body, HTTP Basic), client_credentials with an audience",
 	ModeExchange: "API key exchange: POST /oauth/token (form body, no client authentication), RFC 8693 token exchange of one API key with an audience",
 	ModeVerify:   "API key verify: POST /api/v1/apikeys/verify (JSON body: one API key, an audience and a scope; one ES256 management bearer token for the whole run)",
+	ModeIntrospect: "introspection: POST /oauth/introspect (form body token=…, HTTP Basic as the bench client, which holds introspect:tokens), " +
+		"the same valid token of the algorithm every time",
 }
 
 // loadDesc describes the load generator and the requests of the run's modes.
@@ -252,11 +260,28 @@ func (r *benchReport) settings() string {
 		cs[i] = strconv.Itoa(c)
 	}
 	p := r.Plan
-	s := fmt.Sprintf("concurrency %s; per cell, %s warmup on each target, then %d round(s) of: signing %s, trivial "+
+	var signing string
+	var unsigned []string // the run's modes that sign nothing
+	for _, m := range Modes {
+		switch {
+		case !slices.Contains(r.Modes, m):
+		case m.signs():
+			signing = fmt.Sprintf("signing %s, ", p.signSlice)
+		case m == ModeVerify:
+			unsigned = append(unsigned, "API key verify")
+		default:
+			unsigned = append(unsigned, "introspection")
+		}
+	}
+	s := fmt.Sprintf("concurrency %s; per cell, %s warmup on each target, then %d round(s) of: %strivial "+
 		"handler %s, gatehouse %s (%s measured per target; the ceilings and the server take turns, so they see the same noise)",
-		strings.Join(cs, ", "), p.warmup, p.rounds, p.signSlice, p.slice, p.slice, time.Duration(p.rounds)*p.slice)
-	if slices.Contains(r.Modes, ModeVerify) {
-		s += "; API key verify has no signing slice"
+		strings.Join(cs, ", "), p.warmup, p.rounds, signing, p.slice, p.slice, time.Duration(p.rounds)*p.slice)
+	switch {
+	case signing == "" || len(unsigned) == 0:
+	case len(unsigned) == 1:
+		s += "; " + unsigned[0] + " has no signing slice"
+	default:
+		s += "; " + strings.Join(unsigned, " and ") + " have no signing slice"
 	}
 	return s
 }
@@ -282,8 +307,12 @@ func (r *benchReport) memLine() string {
 }
 
 func (a algResult) ceilingLine(gomaxprocs int) string {
-	if a.Mode == ModeVerify {
+	switch a.Mode {
+	case ModeVerify:
 		return "no token is signed, so the ceiling is the trivial handler's (the ES256 management token is verified on its first use and remembered until it expires)"
+	case ModeIntrospect:
+		return fmt.Sprintf("no token is signed, so the ceiling is the trivial handler's (one valid %s token, %d-byte claims: "+
+			"its signature is verified on the first introspection and remembered)", keyDesc[a.Alg], a.ClaimsBytes)
 	}
 	return fmt.Sprintf("signing ceiling %s ops/s (bare primitive, %s, %d goroutines, the server's %d-byte claims; slices %s–%s)",
 		fmtRate(a.SignOps), keyDesc[a.Alg], gomaxprocs, a.ClaimsBytes, fmtRate(a.SignMin), fmtRate(a.SignMax))
@@ -292,11 +321,11 @@ func (a algResult) ceilingLine(gomaxprocs int) string {
 var keyDesc = map[auth.Algorithm]string{auth.RS256: "RSA 2048", auth.ES256: "P-256", auth.EdDSA: "Ed25519"}
 
 // row is one table row: concurrency | tokens/s | p50 | p99 | max | errors | trivial req/s | issuance/trivial |
-// issuance/signing ceiling, the last "—" for ModeVerify.
+// issuance/signing ceiling, the last "—" for a mode that signs nothing.
 func (a algResult) row(c cellResult) []string {
 	g := c.Gatehouse
 	ofSigning := "—"
-	if a.Mode != ModeVerify {
+	if a.Mode.signs() {
 		ofSigning = fmtPct(ratio(g.Rate, a.SignOps))
 	}
 	return []string{strconv.Itoa(c.C), fmtRate(g.Rate), fmtMs(g.P50), fmtMs(g.P99), fmtMs(g.Max), strconv.Itoa(g.Errors),
@@ -310,6 +339,8 @@ func (a algResult) columns() []string {
 		return []string{"concurrency", "tokens/s", "p50", "p99", "max", "errors", "trivial req/s", "exchange/trivial", "exchange/signing ceiling"}
 	case ModeVerify:
 		return []string{"concurrency", "checks/s", "p50", "p99", "max", "errors", "trivial req/s", "verify/trivial", "of a signing ceiling"}
+	case ModeIntrospect:
+		return []string{"concurrency", "introspections/s", "p50", "p99", "max", "errors", "trivial req/s", "introspection/trivial", "of a signing ceiling"}
 	}
 	return benchColumns
 }
@@ -320,11 +351,11 @@ var cpuColumns = []string{"CPU per request", "gatehouse server", "of it, one sig
 // cpuRow is one row of the CPU table; ok is false when CPU time could not be read.
 func (a algResult) cpuRow(c cellResult) (row []string, ok bool) {
 	g, t := c.Gatehouse, c.Trivial
-	if g.TargetCPU == 0 || t.TargetCPU == 0 || (a.SignCPU == 0 && a.Mode != ModeVerify) {
+	if g.TargetCPU == 0 || t.TargetCPU == 0 || (a.SignCPU == 0 && a.Mode.signs()) {
 		return nil, false
 	}
 	sign := "—"
-	if a.Mode != ModeVerify {
+	if a.Mode.signs() {
 		sign = fmtUs(a.SignCPU)
 	}
 	return []string{fmt.Sprintf("c=%d", c.C), fmtUs(g.TargetCPU), sign, fmtUs(t.TargetCPU), fmtUs(g.GenCPU), fmtUs(t.GenCPU)}, true
@@ -405,7 +436,7 @@ func (r *benchReport) writeMarkdown(w io.Writer) {
 	}
 	for _, a := range r.Algs {
 		ceiling := "The " + a.ceilingLine(r.Machine.GOMAXPROCS)
-		if a.Mode == ModeVerify {
+		if !a.Mode.signs() {
 			line := a.ceilingLine(r.Machine.GOMAXPROCS)
 			ceiling = strings.ToUpper(line[:1]) + line[1:]
 		}
