@@ -27,8 +27,8 @@ var allowed = map[string][]string{
 	"internal/sqlstore":      {"internal/auth", "internal/auth/authtest"},
 	"internal/revocation":    {"internal/auth", "internal/sqlstore"}, // sqlstore only in tests
 	"internal/server":        {"internal/auth", "internal/issuer", "internal/keyset", "internal/apikey", "internal/oauthreq", "internal/accesslog", "internal/revocation"},
-	"internal/bench":         {"internal/auth", "internal/rootkey"},
-	"internal/forwardauth":   {"verify", "internal/yamlfile"}, // an adapter of the public verify package; of internal/, only yamlfile
+	"internal/bench":         {"internal/auth", "internal/rootkey", "internal/config"}, // config only in tests
+	"internal/forwardauth":   {"verify", "internal/yamlfile"},                          // an adapter of the public verify package; of internal/, only yamlfile
 	"internal/oauthreq":      {},
 	"internal/accesslog":     {},
 	"internal/proxy":         {"tokencache", "tokencache/rediscache", "internal/oauthreq", "internal/accesslog"}, // rediscache only in tests; cmd passes the Cache
