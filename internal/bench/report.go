@@ -309,7 +309,7 @@ func (r *benchReport) memLine() string {
 func (a algResult) ceilingLine(gomaxprocs int) string {
 	switch a.Mode {
 	case ModeVerify:
-		return "no token is signed, so the ceiling is the trivial handler's (the ES256 management token is verified on its first use and remembered until it expires)"
+		return "no token is signed, so the ceiling is the trivial handler's (the ES256 management token's signature is verified on its first use and remembered)"
 	case ModeIntrospect:
 		return fmt.Sprintf("no token is signed, so the ceiling is the trivial handler's (one valid %s token, %d-byte claims: "+
 			"its signature is verified on the first introspection and remembered)", keyDesc[a.Alg], a.ClaimsBytes)
