@@ -63,16 +63,13 @@ func (s *Server) authenticate(r *http.Request, params oauthreq.Params) (*tokenCa
 		if err == nil && claims.Audience != auth.ManagementAudience {
 			err = errors.New("not a token for " + auth.ManagementAudience)
 		}
-		var held []string
+		var held issuer.Holding
 		if err == nil {
 			// Act only on the authority the token's client holds now, as the management API does.
-			var ok bool
-			held, ok, err = s.Issuer.Granted(r.Context(), claims.ClientID, auth.ManagementAudience)
-			if err != nil {
+			held, err = s.managementAuthority(r.Context(), claims)
+			var te *tokenError
+			if err != nil && !errors.As(err, &te) {
 				return nil, &callerError{err: err}
-			}
-			if !ok || claims.Subject != claims.ClientID {
-				err = errors.New("the token's client no longer has management access")
 			}
 		}
 		if err != nil {
@@ -82,7 +79,7 @@ func (s *Server) authenticate(r *http.Request, params oauthreq.Params) (*tokenCa
 		}
 		// introspect:tokens and revoke:tokens reach every token: an organization's administrator never holds them.
 		can := func(scope string) bool {
-			return claims.OrgID == "" && claims.HasScope(scope) && slices.Contains(held, scope)
+			return claims.OrgID == "" && claims.HasScope(scope) && slices.Contains(held.Scopes, scope)
 		}
 		return &tokenCaller{clientID: claims.ClientID, bearer: true, can: can}, nil
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/accesslog"
 	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/issuer"
 )
 
 // The management API (/api/v1) is protected by Gatehouse's own access tokens for auth.ManagementAudience. A token
@@ -115,17 +116,27 @@ func (s *Server) authenticateManagement(r *http.Request) (*caller, error) {
 		return nil, &tokenError{reason: "the token is not for " + auth.ManagementAudience}
 	}
 	accesslog.From(r.Context()).ClientID = claims.ClientID
-	// The token may outlive its authority: the client disabled or deleted, its grant narrowed or removed. Act
-	// only on what the client holds now (read through the issuer's cache, which this process's changes invalidate).
-	held, ok, err := s.Issuer.Granted(r.Context(), claims.ClientID, auth.ManagementAudience)
+	held, err := s.managementAuthority(r.Context(), claims)
 	if err != nil {
 		return nil, err
 	}
-	if !ok || claims.Subject != claims.ClientID {
-		return nil, &tokenError{reason: "the token's client no longer has management access"}
-	}
-	scopes := slices.DeleteFunc(claims.Scopes(), func(s string) bool { return !slices.Contains(held, s) })
+	scopes := slices.DeleteFunc(claims.Scopes(), func(s string) bool { return !slices.Contains(held.Scopes, s) })
 	return &caller{subject: claims.Subject, orgID: claims.OrgID, scopes: scopes}, nil
+}
+
+// managementAuthority returns what the client of a management token holds now. A token may outlive its authority:
+// its client disabled, deleted or created again (in an organization, say: the only way to "move" a client), its
+// grant narrowed or removed. Only what the client holds now counts, read through the issuer's client cache, which
+// this process's changes invalidate: the error is a *tokenError when the token no longer speaks for anyone.
+func (s *Server) managementAuthority(ctx context.Context, claims *issuer.Claims) (issuer.Holding, error) {
+	held, ok, err := s.Issuer.Granted(ctx, claims.ClientID, auth.ManagementAudience)
+	if err != nil {
+		return issuer.Holding{}, err
+	}
+	if !ok || claims.Subject != claims.ClientID || !held.Speaks(claims) {
+		return issuer.Holding{}, &tokenError{reason: "the token's client no longer has management access"}
+	}
+	return held, nil
 }
 
 // Management errors, mapped to problem details by writeManageError.

@@ -96,6 +96,22 @@ func (s *Server) orgAllows(ctx context.Context, c *caller, a *auth.API, scopes [
 	return nil
 }
 
+// holdsManagement checks that an organization's administrator hands out no management scope it does not hold
+// itself: allowed_grants bounds what the organization may have, but an administrator with write:grants alone must
+// not mint a client (or widen a grant, its own included) with read:audit or write:apikeys. Scopes in kept (the
+// grant's scopes before a change) are not new, and may stay.
+func holdsManagement(c *caller, a *auth.API, scopes, kept []string, field string) error {
+	if c.global() || a.Identifier != auth.ManagementAudience {
+		return nil
+	}
+	for j, sc := range scopes {
+		if !c.has(sc) && !slices.Contains(kept, sc) {
+			return fieldErr(fmt.Sprintf("%s[%d]", field, j), "%q is a management scope this administrator does not hold itself", sc)
+		}
+	}
+	return nil
+}
+
 func (s *Server) listGrants(w http.ResponseWriter, r *http.Request, c *caller) error {
 	p, err := page(r)
 	if err != nil {
@@ -203,6 +219,9 @@ func (s *Server) createGrant(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err := s.orgAllows(r.Context(), c, a, scopes, in.apiField(), "scopes"); err != nil {
 		return err
 	}
+	if err := holdsManagement(c, a, scopes, nil, "scopes"); err != nil {
+		return err
+	}
 	if in.Scopes != nil {
 		if scopes, err = a.CheckScopes("scopes", scopes); err != nil {
 			return err
@@ -244,6 +263,9 @@ func (s *Server) updateGrant(w http.ResponseWriter, r *http.Request, c *caller) 
 		return nil
 	}
 	if err := s.orgAllows(r.Context(), c, a, *in.Scopes, "audience", "scopes"); err != nil {
+		return err
+	}
+	if err := holdsManagement(c, a, *in.Scopes, g.Scopes, "scopes"); err != nil {
 		return err
 	}
 	scopes, err := a.CheckScopes("scopes", *in.Scopes)
