@@ -228,6 +228,11 @@ func (c *Checker) load(ctx context.Context, hash string) (entry, error) {
 	if err != nil {
 		return entry{}, fmt.Errorf("find API key: %w", err)
 	}
+	if !h.ExpiresAt.IsZero() && !c.now().Before(h.ExpiresAt) {
+		// Rotated out, past its grace period, not yet pruned: answered exactly as a hash no key has, at the same
+		// cost (no API lookups), so that neither the answer nor its time tells that the key once existed.
+		return entry{}, nil
+	}
 	checked, err := c.Resolve(ctx, k)
 	if err != nil {
 		return entry{}, err

@@ -555,3 +555,24 @@ func BenchmarkCheckMalformed(b *testing.B) {
 		}
 	}
 }
+
+// TestReviewCheckPastGraceLikeUnknown: a rotated-out key past its grace period, whose hash is not yet pruned, costs
+// the store what a key that never existed costs (one read, no API lookups), so its refusal takes no longer: which
+// keys once existed is not told by the time either.
+func TestReviewCheckPastGraceLikeUnknown(t *testing.T) {
+	f := newCheckerFixture(t, time.Hour)
+	k, old := f.newKey(t, "read")
+	f.rotate(t, k.ID, f.clock().Add(time.Minute))
+	f.advance(2 * time.Minute)
+	never, _ := apikey.New(apikey.DefaultPrefix)
+	cost := func(key string) (int64, int64) {
+		hashes, apis := f.store.byHash.Load(), f.store.apis.Load()
+		f.wantRefused(t, "refused", key, "not_found")
+		return f.store.byHash.Load() - hashes, f.store.apis.Load() - apis
+	}
+	nh, na := cost(never)
+	oh, oa := cost(old)
+	if oh != nh || oa != na {
+		t.Errorf("a key past its grace period cost %d reads and %d API lookups, one that never existed %d and %d", oh, oa, nh, na)
+	}
+}

@@ -24,6 +24,22 @@ const (
 // (RFC 8693 §2.2.2: invalid_request), so the answer tells nothing about which keys exist or existed.
 var errBadKey = &Error{Code: CodeInvalidRequest, Description: "the subject_token is not a working API key"}
 
+// errMisplacedKey answers an API key sent in another parameter than subject_token, which the errors about that
+// parameter would otherwise repeat: keys never appear in error messages.
+var errMisplacedKey = &Error{Code: CodeInvalidRequest,
+	Description: "an API key must be sent as the subject_token, and in no other parameter"}
+
+// holdsKey reports whether s holds a well-formed API key as one of its space- or slash-separated parts (the parts
+// of a scope list, of <api>/<scope> and of a URL).
+func holdsKey(s string) bool {
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == '/' }) {
+		if _, err := apikey.Parse(f); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
 // ExchangeRequest is a token exchange request, already parsed from HTTP.
 type ExchangeRequest struct {
 	SubjectToken     string
@@ -40,6 +56,9 @@ type ExchangeRequest struct {
 func (i *Issuer) ExchangeAPIKey(ctx context.Context, r ExchangeRequest) (*Token, error) {
 	if i.keys == nil {
 		return nil, oauthErr(CodeUnsupportedGrantType, "token exchange is not enabled on this server")
+	}
+	if holdsKey(r.SubjectTokenType) || holdsKey(r.Audience) || holdsKey(r.Scope) {
+		return nil, errMisplacedKey
 	}
 	switch r.SubjectTokenType {
 	case "":
@@ -109,6 +128,9 @@ type keyClaims struct {
 func keyView(ch *apikey.Checked) *clientView {
 	v := &clientView{grants: make(map[string]*grant, len(ch.Grants))}
 	for aud, g := range ch.Grants {
+		if aud == auth.ManagementAudience {
+			continue // keys cannot hold management access; the management API refuses such a grant, and so does this
+		}
 		v.grants[aud] = &grant{api: g.API, scopes: g.Scopes}
 	}
 	if len(v.grants) == 1 {
