@@ -26,7 +26,8 @@ type tokenResponse struct {
 // ignored, whatever their type.
 var knownParams = map[string]bool{
 	"grant_type": true, "client_id": true, "client_secret": true, "audience": true, "resource": true, "scope": true,
-	"subject_token": true, "subject_token_type": true,
+	"subject_token": true, "subject_token_type": true, "requested_token_type": true, "actor_token": true,
+	"actor_token_type": true,
 }
 
 // handleToken is the token endpoint (RFC 6749 §3.2): POST, form or JSON body, client_secret_basic or
@@ -92,6 +93,16 @@ func (s *Server) handleTokenExchange(w http.ResponseWriter, r *http.Request, par
 	audience, rerr := params.Target()
 	if rerr != nil {
 		s.writeRequestError(w, r, rerr)
+		return
+	}
+	switch rt := params["requested_token_type"]; {
+	case rt != "" && rt != issuer.TokenTypeAccessToken:
+		s.writeOAuthError(w, r, &issuer.Error{Code: issuer.CodeInvalidRequest,
+			Description: "requested_token_type: only " + issuer.TokenTypeAccessToken + " is issued"}, false)
+		return
+	case params["actor_token"] != "" || params["actor_token_type"] != "":
+		s.writeOAuthError(w, r, &issuer.Error{Code: issuer.CodeInvalidRequest,
+			Description: "actor_token is not supported: an API key acts for itself"}, false)
 		return
 	}
 	tok, err := s.Issuer.ExchangeAPIKey(r.Context(), issuer.ExchangeRequest{
