@@ -1583,3 +1583,69 @@ func TestManageAuditConfig(t *testing.T) {
 		t.Errorf("applying the same file again recorded %d events, want none", again-n)
 	}
 }
+
+// TestManageDeleteIfMatchAfterPatch: a DELETE sent with the ETag its client read, after another client changed the
+// resource, is refused with 412 and deletes nothing, for APIs, clients, grants and organizations; and when the
+// change and the delete race, both sent with the same ETag, exactly one of them wins: the store's delete compares
+// the version itself, so that no change made between the handler's read and its delete is deleted unseen.
+func TestManageDeleteIfMatchAfterPatch(t *testing.T) {
+	t.Parallel()
+	ms := startManage(t)
+	adm := ms.admin
+	const aud = "https://api.example.com/v1"
+	adm.createClient(t, obj{"client_id": "if-match-grantee", "name": "Grantee"})
+	grant := adm.grant(t, "if-match-grantee", aud, "read")
+
+	for _, tc := range []struct {
+		name, path string
+		patch      obj
+		field      string // of the patch, read back to see the change is kept
+	}{
+		{"API", "/api/v1/apis/" + strOf(adm.must(t, 201, "POST", "/api/v1/apis",
+			obj{"identifier": "urn:example:if-match", "name": "Before"}).json, "id"), obj{"name": "After"}, "name"},
+		{"client", "/api/v1/clients/" + strOf(adm.must(t, 201, "POST", "/api/v1/clients",
+			obj{"client_id": "if-match", "name": "Before"}).json, "client_id"), obj{"name": "After"}, "name"},
+		{"grant", "/api/v1/grants/" + strOf(grant, "id"), obj{"scopes": []string{"read", "write"}}, "scopes"},
+		{"organization", "/api/v1/orgs/" + strOf(adm.must(t, 201, "POST", "/api/v1/orgs",
+			obj{"name": "if-match-before"}).json, "id"), obj{"name": "if-match-after"}, "name"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			read := adm.must(t, 200, "GET", tc.path, nil).header.Get("ETag")
+			patched := adm.must(t, 200, "PATCH", tc.path, tc.patch, "If-Match", read)
+			wantProblem(t, "DELETE with the ETag read before a PATCH",
+				adm.call(t, "DELETE", tc.path, nil, "If-Match", read), http.StatusPreconditionFailed, "")
+			after := adm.must(t, 200, "GET", tc.path, nil)
+			if etag := after.header.Get("ETag"); etag != patched.header.Get("ETag") || etag == read ||
+				!equalJSON(after.json[tc.field], tc.patch[tc.field]) {
+				t.Errorf("after the refused DELETE: ETag %q (read %q, PATCH %q), %s", etag, read,
+					patched.header.Get("ETag"), after.body)
+			}
+		})
+	}
+
+	t.Run("race", func(t *testing.T) {
+		for i := range 10 {
+			r := adm.must(t, 201, "POST", "/api/v1/apis", obj{"identifier": fmt.Sprintf("urn:example:race-%d", i), "name": "Before"})
+			path, etag := "/api/v1/apis/"+strOf(r.json, "id"), r.header.Get("ETag")
+			var patch, del response
+			var wg sync.WaitGroup
+			wg.Go(func() { patch = adm.call(t, "PATCH", path, obj{"name": "After"}, "If-Match", etag) })
+			wg.Go(func() { del = adm.call(t, "DELETE", path, nil, "If-Match", etag) })
+			wg.Wait()
+			show := adm.call(t, "GET", path, nil)
+			switch {
+			case patch.status == 200 && del.status == http.StatusPreconditionFailed:
+				if show.status != 200 || show.json["name"] != "After" {
+					t.Errorf("round %d: the PATCH won, but GET answers %d %s", i, show.status, show.body)
+				}
+			case patch.status == http.StatusNotFound && del.status == http.StatusNoContent:
+				if show.status != http.StatusNotFound {
+					t.Errorf("round %d: the DELETE won, but GET answers %d %s", i, show.status, show.body)
+				}
+			default:
+				t.Errorf("round %d: PATCH %d %s, DELETE %d %s with the same ETag; want exactly one to win",
+					i, patch.status, patch.body, del.status, del.body)
+			}
+		}
+	})
+}

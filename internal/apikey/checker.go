@@ -128,27 +128,36 @@ func (c *Checker) Hash(key string) []byte { return c.hasher.Hash(key) }
 // made), known, not rotated out past its grace period, not expired and not disabled. Refusals wrap ErrRefused;
 // any other error is a failure of the store.
 func (c *Checker) Check(ctx context.Context, key string) (*Checked, error) {
+	ch, _, err := c.CheckFor(ctx, key, nil)
+	return ch, err
+}
+
+// CheckFor is Check for a caller that may see only the keys visible approves (nil: every key): any other key —
+// working, expired or disabled alike — is refused as ErrUnknown, and no use of it is recorded. It also returns until
+// when the key presented works: the end of a rotated-out key's grace period, zero for a current key.
+func (c *Checker) CheckFor(ctx context.Context, key string, visible func(*auth.APIKey) bool) (*Checked, time.Time, error) {
 	if _, err := Parse(key); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
+		return nil, time.Time{}, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
 	hash := c.hasher.Hash(key)
 	e, err := c.lookup(ctx, string(hash))
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	now := c.now()
 	switch {
-	case e.checked == nil, !e.hashExp.IsZero() && !now.Before(e.hashExp):
-		return nil, fmt.Errorf("%w: %w", ErrRefused, ErrUnknown)
+	case e.checked == nil, !e.hashExp.IsZero() && !now.Before(e.hashExp),
+		visible != nil && !visible(e.checked.Key):
+		return nil, time.Time{}, fmt.Errorf("%w: %w", ErrRefused, ErrUnknown)
 	case e.checked.Key.Disabled:
-		return nil, fmt.Errorf("%w: %w", ErrRefused, ErrDisabled)
+		return nil, time.Time{}, fmt.Errorf("%w: %w", ErrRefused, ErrDisabled)
 	case !e.checked.Key.ExpiresAt.IsZero() && !now.Before(e.checked.Key.ExpiresAt):
-		return nil, fmt.Errorf("%w: %w", ErrRefused, ErrExpired)
+		return nil, time.Time{}, fmt.Errorf("%w: %w", ErrRefused, ErrExpired)
 	}
 	c.usedMu.Lock()
 	c.used[e.keyID] = now
 	c.usedMu.Unlock()
-	return e.checked, nil
+	return e.checked, e.hashExp, nil
 }
 
 func (c *Checker) lookup(ctx context.Context, hash string) (entry, error) {

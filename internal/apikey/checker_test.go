@@ -305,7 +305,7 @@ func TestCheckInvalidate(t *testing.T) {
 	}
 
 	// Deletion.
-	if err := f.store.DeleteAPIKey(context.Background(), k.ID); err != nil {
+	if err := f.store.DeleteAPIKey(context.Background(), k.ID, 0); err != nil {
 		t.Fatal(err)
 	}
 	f.c.Invalidate(k.ID)

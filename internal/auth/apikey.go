@@ -78,8 +78,9 @@ type APIKeyStore interface {
 	// incremented (also in k) and UpdatedAt set. ErrNotFound if there is no such key; ErrStale if the stored
 	// Version is not k.Version; ErrConflict if the hash is taken.
 	RotateAPIKey(ctx context.Context, k *APIKey, hash []byte, oldExpireAt time.Time) error
-	// DeleteAPIKey removes a key and its hashes. ErrNotFound if there is none.
-	DeleteAPIKey(ctx context.Context, id string) error
+	// DeleteAPIKey removes a key and its hashes, if version is 0 or its stored Version is version, as one
+	// compare-and-delete. ErrNotFound if there is none; ErrStale if the version differs (then nothing is removed).
+	DeleteAPIKey(ctx context.Context, id string, version int64) error
 	// TouchAPIKeys sets LastUsedAt of each key named to the time given, if later than the stored one. Keys that
 	// no longer exist are skipped.
 	TouchAPIKeys(ctx context.Context, used map[string]time.Time) error

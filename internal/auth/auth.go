@@ -201,8 +201,9 @@ type APIStore interface {
 	ListAPIs(ctx context.Context) ([]*API, error)
 	// ListAPIsPage returns a page of APIs ordered by ID.
 	ListAPIsPage(ctx context.Context, p Page) ([]*API, error)
-	// DeleteAPI removes the API and every grant for it. ErrNotFound if there is none.
-	DeleteAPI(ctx context.Context, id string) error
+	// DeleteAPI removes the API and every grant for it, if version is 0 or its stored Version is version, as one
+	// compare-and-delete. ErrNotFound if there is none; ErrStale if the version differs (then nothing is removed).
+	DeleteAPI(ctx context.Context, id string, version int64) error
 }
 
 // ClientStore keeps clients and their secrets.
@@ -219,8 +220,10 @@ type ClientStore interface {
 	ListClients(ctx context.Context) ([]*Client, error)
 	// ListClientsPage returns the clients f selects, with secrets, ordered by ID.
 	ListClientsPage(ctx context.Context, f ClientFilter) ([]*Client, error)
-	// DeleteClient removes the client, its secrets and its grants. ErrNotFound if there is none.
-	DeleteClient(ctx context.Context, id string) error
+	// DeleteClient removes the client, its secrets and its grants, if version is 0 or its stored Version is
+	// version, as one compare-and-delete. ErrNotFound if there is none; ErrStale if the version differs (then
+	// nothing is removed).
+	DeleteClient(ctx context.Context, id string, version int64) error
 	// AddClientSecret adds a secret to a client and, if othersExpireAt is not zero, makes each of its other
 	// secrets that would live longer expire then, in one transaction: a rotation with a grace period.
 	// ErrNotFound if the client does not exist; ErrConflict if the secret ID is taken.
@@ -251,8 +254,9 @@ type GrantStore interface {
 	ListGrants(ctx context.Context, clientID string) ([]*Grant, error)
 	// ListGrantsPage returns the grants f selects, ordered by ID.
 	ListGrantsPage(ctx context.Context, f GrantFilter) ([]*Grant, error)
-	// DeleteGrant removes the grant for (clientID, apiID). ErrNotFound if there is none.
-	DeleteGrant(ctx context.Context, clientID, apiID string) error
+	// DeleteGrant removes the grant with the given ID, if version is 0 or its stored Version is version, as one
+	// compare-and-delete. ErrNotFound if there is none; ErrStale if the version differs (then nothing is removed).
+	DeleteGrant(ctx context.Context, id string, version int64) error
 }
 
 // SigningKeyStore keeps signing keys.

@@ -96,9 +96,10 @@ type OrgStore interface {
 	FindOrg(ctx context.Context, id string) (*Org, error)
 	// ListOrgs returns a page of organizations ordered by ID.
 	ListOrgs(ctx context.Context, p Page) ([]*Org, error)
-	// DeleteOrg removes an organization. ErrNotFound if there is none; ErrConflict if it still owns clients or
-	// API keys.
-	DeleteOrg(ctx context.Context, id string) error
+	// DeleteOrg removes an organization, if version is 0 or its stored Version is version, checking the version
+	// and what it owns in the same transaction as the delete. ErrNotFound if there is none; ErrStale if the version
+	// differs; ErrConflict if it still owns clients or API keys. On an error nothing is removed.
+	DeleteOrg(ctx context.Context, id string, version int64) error
 }
 
 // AuditStore keeps the audit log.

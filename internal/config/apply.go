@@ -238,7 +238,7 @@ func (a *applier) api(ctx context.Context, api API, want *auth.API) error {
 	line := "api " + want.Identifier
 	got, err := a.s.FindAPIByIdentifier(ctx, want.Identifier)
 	if errors.Is(err, auth.ErrNotFound) {
-		want.ID = auth.NewID("api")
+		want.ID, want.Version = auth.NewID("api"), 1
 		want.CreatedAt, want.UpdatedAt = a.now, a.now
 		err = a.s.CreateAPI(ctx, want)
 		if err == nil {
@@ -297,6 +297,7 @@ func (a *applier) client(ctx context.Context, c Client) error {
 			Description: c.Description,
 			OrgID:       orgID,
 			Secrets:     []auth.Secret{a.newSecret(secret)},
+			Version:     1,
 			CreatedAt:   a.now,
 			UpdatedAt:   a.now,
 		}
@@ -407,7 +408,7 @@ func (a *applier) grants(ctx context.Context, c Client, targets []target) error 
 			a.r.Unchanged = append(a.r.Unchanged, line)
 			continue
 		}
-		g := &auth.Grant{ID: auth.NewID("grt"), ClientID: c.ID, APIID: t.api.ID, Scopes: t.scopes, CreatedAt: a.now, UpdatedAt: a.now}
+		g := &auth.Grant{ID: auth.NewID("grt"), ClientID: c.ID, APIID: t.api.ID, Scopes: t.scopes, Version: 1, CreatedAt: a.now, UpdatedAt: a.now}
 		if err := a.s.PutGrant(ctx, g); err != nil {
 			return a.storeError(c.Grants[i].at, "put grant", err)
 		}

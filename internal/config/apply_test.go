@@ -236,9 +236,9 @@ func (s *countingStore) UpdateAPI(ctx context.Context, a *auth.API) error {
 	return s.Store.UpdateAPI(ctx, a)
 }
 
-func (s *countingStore) DeleteAPI(ctx context.Context, id string) error {
+func (s *countingStore) DeleteAPI(ctx context.Context, id string, version int64) error {
 	s.write("DeleteAPI")
-	return s.Store.DeleteAPI(ctx, id)
+	return s.Store.DeleteAPI(ctx, id, version)
 }
 
 func (s *countingStore) CreateClient(ctx context.Context, c *auth.Client) error {
@@ -251,9 +251,9 @@ func (s *countingStore) UpdateClient(ctx context.Context, c *auth.Client) error 
 	return s.Store.UpdateClient(ctx, c)
 }
 
-func (s *countingStore) DeleteClient(ctx context.Context, id string) error {
+func (s *countingStore) DeleteClient(ctx context.Context, id string, version int64) error {
 	s.write("DeleteClient")
-	return s.Store.DeleteClient(ctx, id)
+	return s.Store.DeleteClient(ctx, id, version)
 }
 
 func (s *countingStore) AddClientSecret(ctx context.Context, clientID string, sec auth.Secret, othersExpireAt time.Time) error {
@@ -276,9 +276,9 @@ func (s *countingStore) PutGrant(ctx context.Context, g *auth.Grant) error {
 	return s.Store.PutGrant(ctx, g)
 }
 
-func (s *countingStore) DeleteGrant(ctx context.Context, clientID, apiID string) error {
+func (s *countingStore) DeleteGrant(ctx context.Context, id string, version int64) error {
 	s.write("DeleteGrant")
-	return s.Store.DeleteGrant(ctx, clientID, apiID)
+	return s.Store.DeleteGrant(ctx, id, version)
 }
 
 // racingStore plays another instance applying the same file: just before each create, that instance creates the
@@ -431,6 +431,7 @@ func TestApplyCreates(t *testing.T) {
 		Scopes:        []auth.Scope{{Name: "read"}, {Name: "write", Description: "Create and change items"}},
 		TokenLifetime: time.Hour,
 		SigningAlg:    auth.RS256,
+		Version:       1,
 		CreatedAt:     t0,
 		UpdatedAt:     t0,
 	}
@@ -534,7 +535,7 @@ func TestApplyUpdates(t *testing.T) {
 		Scopes:        []auth.Scope{{Name: "read"}, {Name: "write", Description: "Create, change and delete items"}},
 		TokenLifetime: 24 * time.Hour, // the default, now that the file leaves it out
 		SigningAlg:    auth.ES256,
-		Version:       1,
+		Version:       2,
 		CreatedAt:     t0,
 		UpdatedAt:     t1,
 	}
@@ -760,7 +761,7 @@ func TestApplyStale(t *testing.T) {
 	}})
 	api, _ := mem.FindAPIByIdentifier(context.Background(), "https://api.example.com/v1")
 	c, _ := mem.FindClient(context.Background(), "reporting")
-	if api.Name != "Example API v1" || api.Version != 1 || c.Description != "Hourly reports" || c.Version != 1 {
+	if api.Name != "Example API v1" || api.Version != 2 || c.Description != "Hourly reports" || c.Version != 2 {
 		t.Errorf("API %q at version %d, client description %q at version %d; want the file's, each updated once",
 			api.Name, api.Version, c.Description, c.Version)
 	}

@@ -75,7 +75,7 @@ func (i *Issuer) ExchangeAPIKey(ctx context.Context, r ExchangeRequest) (*Token,
 	if err := i.checkThrottle(ctx, cred, now); err != nil {
 		return nil, err
 	}
-	ch, err := i.keys.Check(ctx, r.SubjectToken)
+	ch, until, err := i.keys.CheckFor(ctx, r.SubjectToken, nil)
 	if errors.Is(err, apikey.ErrRefused) {
 		i.keyFailed(ctx, r, apikey.Code(err), now)
 		return nil, errBadKey
@@ -91,7 +91,11 @@ func (i *Issuer) ExchangeAPIKey(ctx context.Context, r ExchangeRequest) (*Token,
 	if lifetime <= 0 || lifetime > g.api.TokenLifetime {
 		lifetime = min(auth.DefaultKeyTokenLifetime, g.api.TokenLifetime)
 	}
-	if exp := ch.Key.ExpiresAt; !exp.IsZero() && exp.Sub(now) < lifetime {
+	exp := ch.Key.ExpiresAt
+	if !until.IsZero() && (exp.IsZero() || until.Before(exp)) {
+		exp = until // a rotated-out key: its tokens do not outlive its grace period either
+	}
+	if !exp.IsZero() && exp.Sub(now) < lifetime {
 		lifetime = exp.Sub(now).Truncate(time.Second) // the token does not outlive the key
 		if lifetime < time.Second {
 			i.keyFailed(ctx, r, "expired", now) // expires before a token could be used

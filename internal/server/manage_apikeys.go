@@ -423,9 +423,12 @@ func (s *Server) deleteAPIKey(w http.ResponseWriter, r *http.Request, c *caller)
 	if err := checkIfMatch(r, k.Version); err != nil {
 		return err
 	}
-	err = s.Store.DeleteAPIKey(r.Context(), k.ID)
+	err = s.Store.DeleteAPIKey(r.Context(), k.ID, deleteVersion(r, k.Version))
 	s.APIKeys.Invalidate(k.ID)
-	if err != nil {
+	switch {
+	case errors.Is(err, auth.ErrStale):
+		return staleError(r)
+	case err != nil:
 		return err
 	}
 	s.audit(r, c, "apikey.delete", "apikey/"+k.ID, k.OrgID, map[string]any{"name": k.Name})
@@ -468,24 +471,8 @@ func (s *Server) verifyAPIKey(w http.ResponseWriter, r *http.Request, c *caller)
 	if len(in.Scopes) > auth.MaxScopes {
 		return fieldErr("scopes", "has more than %d entries", auth.MaxScopes)
 	}
-	ch, err := s.APIKeys.Check(r.Context(), in.Key)
-	unknown := fmt.Errorf("%w: %w", apikey.ErrRefused, apikey.ErrUnknown)
-	switch {
-	case err == nil && !c.sees(ch.Key.OrgID):
-		err = unknown
-	case !c.global() && (errors.Is(err, apikey.ErrExpired) || errors.Is(err, apikey.ErrDisabled)):
-		// Check refuses these without the key's record: expired or disabled may be said only of a key the
-		// caller may see.
-		k, _, ferr := s.Store.FindAPIKeyByHash(r.Context(), s.APIKeys.Hash(in.Key))
-		switch {
-		case errors.Is(ferr, auth.ErrNotFound):
-			err = unknown
-		case ferr != nil:
-			return ferr
-		case !c.sees(k.OrgID):
-			err = unknown
-		}
-	}
+	// Another organization's key is unknown to this caller, whatever its state, and its use is not recorded.
+	ch, _, err := s.APIKeys.CheckFor(r.Context(), in.Key, func(k *auth.APIKey) bool { return c.sees(k.OrgID) })
 	if errors.Is(err, apikey.ErrRefused) {
 		writeJSON(w, http.StatusOK, verifyKeyResult{Code: apikey.Code(err)})
 		return nil

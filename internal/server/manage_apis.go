@@ -197,7 +197,10 @@ func (s *Server) deleteAPI(w http.ResponseWriter, r *http.Request, c *caller) er
 	if a.Identifier == auth.ManagementAudience {
 		return conflict("the built-in management API cannot be deleted")
 	}
-	if err := s.Store.DeleteAPI(r.Context(), a.ID); err != nil {
+	switch err := s.Store.DeleteAPI(r.Context(), a.ID, deleteVersion(r, a.Version)); {
+	case errors.Is(err, auth.ErrStale):
+		return staleError(r)
+	case err != nil:
 		return err
 	}
 	s.Issuer.InvalidateAll()
@@ -205,4 +208,15 @@ func (s *Server) deleteAPI(w http.ResponseWriter, r *http.Request, c *caller) er
 	s.audit(r, c, "api.delete", "api/"+a.ID, "", map[string]any{"identifier": a.Identifier})
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// deleteVersion is the version a store's delete is conditioned on, for a resource read at version that passed
+// checkIfMatch: that version when the request carried If-Match with entity tags, so that a change made between
+// the read and the delete makes it fail (auth.ErrStale, which staleError answers 412) rather than delete the
+// changed resource; else 0, any version. ("*" asks only that the resource exist.)
+func deleteVersion(r *http.Request, version int64) int64 {
+	if m := r.Header.Get("If-Match"); m == "" || m == "*" {
+		return 0
+	}
+	return version
 }

@@ -239,7 +239,10 @@ func (s *Server) deleteClient(w http.ResponseWriter, r *http.Request, c *caller)
 	if err := checkIfMatch(r, cl.Version); err != nil {
 		return err
 	}
-	if err := s.Store.DeleteClient(r.Context(), cl.ID); err != nil {
+	switch err := s.Store.DeleteClient(r.Context(), cl.ID, deleteVersion(r, cl.Version)); {
+	case errors.Is(err, auth.ErrStale):
+		return staleError(r)
+	case err != nil:
 		return err
 	}
 	s.invalidateClient(cl.ID)

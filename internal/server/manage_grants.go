@@ -293,7 +293,10 @@ func (s *Server) deleteGrant(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err := checkIfMatch(r, g.Version); err != nil {
 		return err
 	}
-	if err := s.Store.DeleteGrant(r.Context(), g.ClientID, g.APIID); err != nil {
+	switch err := s.Store.DeleteGrant(r.Context(), g.ID, deleteVersion(r, g.Version)); {
+	case errors.Is(err, auth.ErrStale):
+		return staleError(r)
+	case err != nil:
 		return err
 	}
 	s.invalidateClient(g.ClientID)

@@ -243,7 +243,9 @@ func (s *Server) deleteOrg(w http.ResponseWriter, r *http.Request, c *caller) er
 	if err := checkIfMatch(r, o.Version); err != nil {
 		return err
 	}
-	switch err := s.Store.DeleteOrg(r.Context(), o.ID); {
+	switch err := s.Store.DeleteOrg(r.Context(), o.ID, deleteVersion(r, o.Version)); {
+	case errors.Is(err, auth.ErrStale):
+		return staleError(r)
 	case errors.Is(err, auth.ErrConflict):
 		return conflict("the organization still owns clients or API keys: delete them first")
 	case err != nil:

@@ -133,10 +133,11 @@ func (db *DB) ListAPIsPage(ctx context.Context, p auth.Page) ([]*auth.API, error
 	return apis, nil
 }
 
-// DeleteAPI removes the API and every grant for it. It returns auth.ErrNotFound if there is none.
-func (db *DB) DeleteAPI(ctx context.Context, id string) error {
-	if err := execOne(ctx, db.db, `DELETE FROM apis WHERE id = $1`, id); err != nil { // grants: ON DELETE CASCADE
-		return fmt.Errorf("delete api %q: %w", id, err)
+// DeleteAPI removes the API and every grant for it, if version is 0 or the stored Version is version. It returns
+// auth.ErrNotFound if there is none, and auth.ErrStale if the version differs; then nothing is removed.
+func (db *DB) DeleteAPI(ctx context.Context, id string, version int64) error {
+	if err := db.deleteVersioned(ctx, "apis", id, version); err != nil { // grants: ON DELETE CASCADE
+		return fmt.Errorf("delete api %q at version %d: %w", id, version, err)
 	}
 	return nil
 }

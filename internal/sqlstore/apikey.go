@@ -214,11 +214,12 @@ WHERE key_id = $2 AND (expires_at IS NULL OR expires_at > $1)`, millis(oldExpire
 	return nil
 }
 
-// DeleteAPIKey removes a key and its hashes. It returns auth.ErrNotFound if there is none.
-func (db *DB) DeleteAPIKey(ctx context.Context, id string) error {
+// DeleteAPIKey removes a key and its hashes, if version is 0 or the stored Version is version. It returns
+// auth.ErrNotFound if there is none, and auth.ErrStale if the version differs; then nothing is removed.
+func (db *DB) DeleteAPIKey(ctx context.Context, id string, version int64) error {
 	// Hashes: ON DELETE CASCADE.
-	if err := execOne(ctx, db.db, `DELETE FROM api_keys WHERE id = $1`, id); err != nil {
-		return fmt.Errorf("delete API key %q: %w", id, err)
+	if err := db.deleteVersioned(ctx, "api_keys", id, version); err != nil {
+		return fmt.Errorf("delete API key %q at version %d: %w", id, version, err)
 	}
 	return nil
 }

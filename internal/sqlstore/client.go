@@ -151,11 +151,12 @@ ORDER BY c.id, s.created_at, s.id`, q.args...)
 	return clients, nil
 }
 
-// DeleteClient removes the client, its secrets and its grants. It returns auth.ErrNotFound if there is none.
-func (db *DB) DeleteClient(ctx context.Context, id string) error {
+// DeleteClient removes the client, its secrets and its grants, if version is 0 or the stored Version is version.
+// It returns auth.ErrNotFound if there is none, and auth.ErrStale if the version differs; then nothing is removed.
+func (db *DB) DeleteClient(ctx context.Context, id string, version int64) error {
 	// Secrets and grants: ON DELETE CASCADE.
-	if err := execOne(ctx, db.db, `DELETE FROM clients WHERE id = $1`, id); err != nil {
-		return fmt.Errorf("delete client %q: %w", id, err)
+	if err := db.deleteVersioned(ctx, "clients", id, version); err != nil {
+		return fmt.Errorf("delete client %q at version %d: %w", id, version, err)
 	}
 	return nil
 }

@@ -126,10 +126,11 @@ func (db *DB) ListGrantsPage(ctx context.Context, f auth.GrantFilter) ([]*auth.G
 	return grants, nil
 }
 
-// DeleteGrant removes the grant for (clientID, apiID). It returns auth.ErrNotFound if there is none.
-func (db *DB) DeleteGrant(ctx context.Context, clientID, apiID string) error {
-	if err := execOne(ctx, db.db, `DELETE FROM grants WHERE client_id = $1 AND api_id = $2`, clientID, apiID); err != nil {
-		return fmt.Errorf("delete grant of api %q to client %q: %w", apiID, clientID, err)
+// DeleteGrant removes the grant with the given ID, if version is 0 or the stored Version is version. It returns
+// auth.ErrNotFound if there is none, and auth.ErrStale if the version differs; then nothing is removed.
+func (db *DB) DeleteGrant(ctx context.Context, id string, version int64) error {
+	if err := db.deleteVersioned(ctx, "grants", id, version); err != nil {
+		return fmt.Errorf("delete grant %q at version %d: %w", id, version, err)
 	}
 	return nil
 }

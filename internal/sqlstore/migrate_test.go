@@ -50,7 +50,7 @@ func TestUpgradeFrom1(t *testing.T) {
 	db := mustOpen(t, "sqlite:"+path)
 	t1, t2 := time.UnixMilli(1000).UTC(), time.UnixMilli(2000).UTC()
 	wantAPI := &auth.API{ID: "api_1", Identifier: "urn:one", Name: "One", Scopes: []auth.Scope{{Name: "read"}},
-		TokenLifetime: time.Hour, SigningAlg: auth.RS256, CreatedAt: t1, UpdatedAt: t2}
+		TokenLifetime: time.Hour, SigningAlg: auth.RS256, Version: 1, CreatedAt: t1, UpdatedAt: t2}
 	gotAPI, err := db.FindAPI(ctx, "api_1")
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +58,7 @@ func TestUpgradeFrom1(t *testing.T) {
 	if diff := cmp.Diff(wantAPI, gotAPI); diff != "" {
 		t.Errorf("FindAPI after the upgrade: mismatch (-want +got):\n%s", diff)
 	}
-	wantClient := &auth.Client{ID: "c1", Name: "C", Description: "d", CreatedAt: t1, UpdatedAt: t2,
+	wantClient := &auth.Client{ID: "c1", Name: "C", Description: "d", Version: 1, CreatedAt: t1, UpdatedAt: t2,
 		Secrets: []auth.Secret{{ID: "sec_1", Hash: []byte{0, 0xff}, Hint: "abcd", CreatedAt: t1}}}
 	gotClient, err := db.FindClient(ctx, "c1")
 	if err != nil {
@@ -67,7 +67,7 @@ func TestUpgradeFrom1(t *testing.T) {
 	if diff := cmp.Diff(wantClient, gotClient); diff != "" {
 		t.Errorf("FindClient after the upgrade: mismatch (-want +got):\n%s", diff)
 	}
-	wantGrant := &auth.Grant{ID: "grt_1", ClientID: "c1", APIID: "api_1", Scopes: []string{"read"}, CreatedAt: t1, UpdatedAt: t2}
+	wantGrant := &auth.Grant{ID: "grt_1", ClientID: "c1", APIID: "api_1", Scopes: []string{"read"}, Version: 1, CreatedAt: t1, UpdatedAt: t2}
 	gotGrant, err := db.FindGrant(ctx, "grt_1")
 	if err != nil {
 		t.Fatal(err)
@@ -82,10 +82,10 @@ func TestUpgradeFrom1(t *testing.T) {
 		"UpdateGrant":  func(ctx context.Context) error { return db.UpdateGrant(ctx, gotGrant) },
 	} {
 		if err := update(ctx); err != nil {
-			t.Errorf("%s at version 0 after the upgrade: %v", name, err)
+			t.Errorf("%s at version 1 after the upgrade: %v", name, err)
 		}
 	}
-	if gotAPI.Version != 1 || gotClient.Version != 1 || gotGrant.Version != 1 {
-		t.Errorf("Versions after one update: API %d, client %d, grant %d; want 1", gotAPI.Version, gotClient.Version, gotGrant.Version)
+	if gotAPI.Version != 2 || gotClient.Version != 2 || gotGrant.Version != 2 {
+		t.Errorf("Versions after one update: API %d, client %d, grant %d; want 2", gotAPI.Version, gotClient.Version, gotGrant.Version)
 	}
 }

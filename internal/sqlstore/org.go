@@ -116,13 +116,21 @@ var orgOwned = []struct{ table, what string }{
 	{"api_keys", "API keys"},
 }
 
-// DeleteOrg removes an organization. It returns auth.ErrNotFound if there is none, and auth.ErrConflict if it
-// still owns something orgOwned lists.
-func (db *DB) DeleteOrg(ctx context.Context, id string) error {
+// DeleteOrg removes an organization, if version is 0 or the stored Version is version. It returns
+// auth.ErrNotFound if there is none, auth.ErrStale if the version differs, and auth.ErrConflict if it still owns
+// something orgOwned lists; then nothing is removed.
+func (db *DB) DeleteOrg(ctx context.Context, id string, version int64) error {
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		// Lock the organization's row, so that the check and the delete see the same owners. (A SQLite write
-		// transaction holds the database's write lock already.)
-		if err := execOne(ctx, tx, `UPDATE orgs SET updated_at = updated_at WHERE id = $1`, id); err != nil {
+		// Lock the organization's row, so that the version check, the owners' check and the delete see the same
+		// row and owners. (A SQLite write transaction holds the database's write lock already.)
+		var err error
+		if version == 0 {
+			err = execOne(ctx, tx, `UPDATE orgs SET updated_at = updated_at WHERE id = $1`, id)
+		} else {
+			err = updateVersioned(ctx, tx, "orgs", id,
+				`UPDATE orgs SET updated_at = updated_at WHERE id = $1 AND version = $2`, id, version)
+		}
+		if err != nil {
 			return err
 		}
 		for _, o := range orgOwned {
@@ -137,14 +145,14 @@ func (db *DB) DeleteOrg(ctx context.Context, id string) error {
 		}
 		// Where a row lock does not keep others from adding an owned row (PostgreSQL's foreign key checks take a
 		// weaker one), the foreign key refuses the delete instead: the organization is still referenced.
-		err := exec(ctx, tx, `DELETE FROM orgs WHERE id = $1`, id)
+		err = exec(ctx, tx, `DELETE FROM orgs WHERE id = $1`, id)
 		if errors.Is(err, auth.ErrNotFound) {
 			return fmt.Errorf("%w: the organization still owns something: %v", auth.ErrConflict, err)
 		}
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("delete organization %q: %w", id, err)
+		return fmt.Errorf("delete organization %q at version %d: %w", id, version, err)
 	}
 	return nil
 }

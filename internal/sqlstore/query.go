@@ -72,8 +72,8 @@ func queryList[T any](ctx context.Context, db *sql.DB, scan func(scanner) (*T, e
 	return list, rows.Err()
 }
 
-// updateVersioned runs update, an UPDATE of the row of table with the given id that matches only while the row has
-// the version the caller read, as one compare-and-swap. If it changes no row, it tells a missing row
+// updateVersioned runs update, an UPDATE (or DELETE) of the row of table with the given id that matches only while
+// the row has the version the caller read, as one compare-and-swap. If it changes no row, it tells a missing row
 // (auth.ErrNotFound) from a changed one (auth.ErrStale). Run it in a transaction, so that the two answer about the
 // same row.
 func updateVersioned(ctx context.Context, tx *sql.Tx, table, id, update string, args ...any) error {
@@ -96,6 +96,19 @@ func updateVersioned(ctx context.Context, tx *sql.Tx, table, id, update string, 
 		return auth.ErrNotFound
 	}
 	return auth.ErrStale
+}
+
+// deleteVersioned deletes the row of table with the given id: any version if version is 0, else only while the
+// stored version is version, as one compare-and-delete in a transaction. It returns auth.ErrNotFound if there is no
+// such row, and auth.ErrStale if its version differs; then nothing is deleted. Rows that refer to it go by their
+// foreign keys' ON DELETE CASCADE.
+func (db *DB) deleteVersioned(ctx context.Context, table, id string, version int64) error {
+	if version == 0 {
+		return execOne(ctx, db.db, `DELETE FROM `+table+` WHERE id = $1`, id)
+	}
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		return updateVersioned(ctx, tx, table, id, `DELETE FROM `+table+` WHERE id = $1 AND version = $2`, id, version)
+	})
 }
 
 // nullString returns s, or NULL for "".

@@ -166,7 +166,7 @@ func testAPIDelete(t *testing.T, open func(t *testing.T) auth.Store) {
 		newGrant("grt_b1", "client-b", "api_1", t0),
 		keep)
 
-	if err := s.DeleteAPI(ctx, "api_1"); err != nil {
+	if err := s.DeleteAPI(ctx, "api_1", 0); err != nil {
 		t.Fatalf("DeleteAPI: %v", err)
 	}
 	_, err := s.FindAPI(ctx, "api_1")
@@ -181,8 +181,8 @@ func testAPIDelete(t *testing.T, open func(t *testing.T) auth.Store) {
 	}
 	findAPI(t, s, "api_2")
 
-	checkErr(t, "DeleteAPI(deleted)", s.DeleteAPI(ctx, "api_1"), auth.ErrNotFound)
-	checkErr(t, "DeleteAPI(unknown)", s.DeleteAPI(ctx, "api_none"), auth.ErrNotFound)
+	checkErr(t, "DeleteAPI(deleted)", s.DeleteAPI(ctx, "api_1", 0), auth.ErrNotFound)
+	checkErr(t, "DeleteAPI(unknown)", s.DeleteAPI(ctx, "api_none", 0), auth.ErrNotFound)
 
 	// The identifier is free again.
 	if err := s.CreateAPI(ctx, newAPI("api_3", "urn:example:one", t0)); err != nil {

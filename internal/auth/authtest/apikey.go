@@ -429,15 +429,15 @@ func testAPIKeyDelete(t *testing.T, open func(t *testing.T) auth.Store) {
 		t.Fatalf("RotateAPIKey: %v", err)
 	}
 
-	if err := s.DeleteAPIKey(ctx, "key_01"); err != nil {
+	if err := s.DeleteAPIKey(ctx, "key_01", 0); err != nil {
 		t.Fatalf("DeleteAPIKey: %v", err)
 	}
 	_, err := s.FindAPIKey(ctx, "key_01")
 	checkErr(t, "FindAPIKey(deleted)", err, auth.ErrNotFound)
 	checkNoHash(t, s, "the deleted key's current hash", keyHash("new"))
 	checkNoHash(t, s, "the deleted key's rotated-out hash", keyHash("old"))
-	checkErr(t, "DeleteAPIKey(deleted)", s.DeleteAPIKey(ctx, "key_01"), auth.ErrNotFound)
-	checkErr(t, "DeleteAPIKey(unknown)", s.DeleteAPIKey(ctx, "key_none"), auth.ErrNotFound)
+	checkErr(t, "DeleteAPIKey(deleted)", s.DeleteAPIKey(ctx, "key_01", 0), auth.ErrNotFound)
+	checkErr(t, "DeleteAPIKey(unknown)", s.DeleteAPIKey(ctx, "key_none", 0), auth.ErrNotFound)
 	if diff := cmp.Diff(kept, findAPIKey(t, s, "key_02")); diff != "" {
 		t.Errorf("the other key after DeleteAPIKey: mismatch (-want +got):\n%s", diff)
 	}
@@ -553,18 +553,18 @@ func testAPIKeyOrg(t *testing.T, open func(t *testing.T) auth.Store) {
 	mustCreateAPIKey(t, s, newAPIKey("key_03", "org_02", t0), keyHash("three"))
 	mustCreateAPIKey(t, s, newAPIKey("key_04", "", t0), keyHash("four"))
 
-	checkErr(t, "DeleteOrg(with two API keys)", s.DeleteOrg(ctx, "org_01"), auth.ErrConflict)
-	if err := s.DeleteAPIKey(ctx, "key_01"); err != nil {
+	checkErr(t, "DeleteOrg(with two API keys)", s.DeleteOrg(ctx, "org_01", 0), auth.ErrConflict)
+	if err := s.DeleteAPIKey(ctx, "key_01", 0); err != nil {
 		t.Fatalf("DeleteAPIKey: %v", err)
 	}
-	checkErr(t, "DeleteOrg(with one API key)", s.DeleteOrg(ctx, "org_01"), auth.ErrConflict)
+	checkErr(t, "DeleteOrg(with one API key)", s.DeleteOrg(ctx, "org_01", 0), auth.ErrConflict)
 	findOrg(t, s, "org_01")
 	checkHash(t, s, "the organization's last key's hash after a refused DeleteOrg", keyHash("two"), "key_02", time.Time{})
 
-	if err := s.DeleteAPIKey(ctx, "key_02"); err != nil {
+	if err := s.DeleteAPIKey(ctx, "key_02", 0); err != nil {
 		t.Fatalf("DeleteAPIKey: %v", err)
 	}
-	if err := s.DeleteOrg(ctx, "org_01"); err != nil {
+	if err := s.DeleteOrg(ctx, "org_01", 0); err != nil {
 		t.Fatalf("DeleteOrg(without API keys): %v", err)
 	}
 	for _, id := range []string{"key_03", "key_04"} {

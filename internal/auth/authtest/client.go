@@ -139,7 +139,7 @@ func testClientDelete(t *testing.T, open func(t *testing.T) auth.Store) {
 	keptGrant := newGrant("grt_2", "client-2", "api_1", t0, "read:items")
 	mustPutGrant(t, s, newGrant("grt_1", "client-1", "api_1", t0, "read:items"), keptGrant)
 
-	if err := s.DeleteClient(ctx, "client-1"); err != nil {
+	if err := s.DeleteClient(ctx, "client-1", 0); err != nil {
 		t.Fatalf("DeleteClient: %v", err)
 	}
 	_, err := s.FindClient(ctx, "client-1")
@@ -153,8 +153,8 @@ func testClientDelete(t *testing.T, open func(t *testing.T) auth.Store) {
 	if diff := cmp.Diff(kept, findClient(t, s, "client-2")); diff != "" {
 		t.Errorf("FindClient(other client): mismatch (-want +got):\n%s", diff)
 	}
-	checkErr(t, "DeleteClient(deleted)", s.DeleteClient(ctx, "client-1"), auth.ErrNotFound)
-	checkErr(t, "DeleteClient(unknown)", s.DeleteClient(ctx, "client-none"), auth.ErrNotFound)
+	checkErr(t, "DeleteClient(deleted)", s.DeleteClient(ctx, "client-1", 0), auth.ErrNotFound)
+	checkErr(t, "DeleteClient(unknown)", s.DeleteClient(ctx, "client-none", 0), auth.ErrNotFound)
 
 	// The secrets went with the client: their IDs are free again, and so is the client's.
 	if err := s.AddClientSecret(ctx, "client-2", newSecret("sec_0001", t0), time.Time{}); err != nil {

@@ -162,24 +162,24 @@ func testOrgDelete(t *testing.T, open func(t *testing.T) auth.Store) {
 	mustCreateClient(t, s, c1, c2, c3)
 
 	// Not while it owns clients, down to the last one.
-	checkErr(t, "DeleteOrg(with two clients)", s.DeleteOrg(ctx, "org_01"), auth.ErrConflict)
-	if err := s.DeleteClient(ctx, "client-1"); err != nil {
+	checkErr(t, "DeleteOrg(with two clients)", s.DeleteOrg(ctx, "org_01", 0), auth.ErrConflict)
+	if err := s.DeleteClient(ctx, "client-1", 0); err != nil {
 		t.Fatalf("DeleteClient: %v", err)
 	}
-	checkErr(t, "DeleteOrg(with one client)", s.DeleteOrg(ctx, "org_01"), auth.ErrConflict)
+	checkErr(t, "DeleteOrg(with one client)", s.DeleteOrg(ctx, "org_01", 0), auth.ErrConflict)
 	findOrg(t, s, "org_01")
 	findClient(t, s, "client-2")
 
-	if err := s.DeleteClient(ctx, "client-2"); err != nil {
+	if err := s.DeleteClient(ctx, "client-2", 0); err != nil {
 		t.Fatalf("DeleteClient: %v", err)
 	}
-	if err := s.DeleteOrg(ctx, "org_01"); err != nil {
+	if err := s.DeleteOrg(ctx, "org_01", 0); err != nil {
 		t.Fatalf("DeleteOrg(without clients): %v", err)
 	}
 	_, err := s.FindOrg(ctx, "org_01")
 	checkErr(t, "FindOrg(deleted)", err, auth.ErrNotFound)
-	checkErr(t, "DeleteOrg(deleted)", s.DeleteOrg(ctx, "org_01"), auth.ErrNotFound)
-	checkErr(t, "DeleteOrg(unknown)", s.DeleteOrg(ctx, "org_none"), auth.ErrNotFound)
+	checkErr(t, "DeleteOrg(deleted)", s.DeleteOrg(ctx, "org_01", 0), auth.ErrNotFound)
+	checkErr(t, "DeleteOrg(unknown)", s.DeleteOrg(ctx, "org_none", 0), auth.ErrNotFound)
 
 	// The other organization and its client stay; the deleted one's ID and name are free again.
 	if diff := cmp.Diff(kept, findOrg(t, s, "org_02"), equateEmpty); diff != "" {
@@ -214,7 +214,7 @@ func testRaceDeleteOrg(t *testing.T, open func(t *testing.T) auth.Store) {
 		)
 		wg.Go(func() {
 			<-start
-			deleteErr = s.DeleteOrg(ctx, orgID)
+			deleteErr = s.DeleteOrg(ctx, orgID, 0)
 		})
 		wg.Go(func() {
 			<-start

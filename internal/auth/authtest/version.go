@@ -311,3 +311,165 @@ func testRacePutGrant(t *testing.T, open func(t *testing.T) auth.Store) {
 			got.Version, got.Scopes, first.Version+racers)
 	}
 }
+
+// deletion is what checkCAD needs of a kind's delete: the delete itself, and the store's lookup of a value by ID,
+// for its error.
+type deletion struct {
+	del    func(ctx context.Context, id string, version int64) error
+	lookup func(ctx context.Context, id string) error
+}
+
+// checkCAD checks a delete's compare-and-delete on v, stored with ID id: a Version other than the stored one is
+// refused with ErrStale and deletes nothing, the Version read before an update included; the stored one deletes;
+// and a missing value is ErrNotFound at any version. Then it checks that version 0 deletes other (stored with ID
+// otherID) whatever its Version, after an update.
+func checkCAD[T any](t *testing.T, d deletion, v versioned[T], id string, other versioned[T], otherID string) {
+	t.Helper()
+	ctx := t.Context()
+	v0 := *v.version(v.stored)
+	for _, stale := range []int64{v0 - 1, v0 + 1, v0 + 100} {
+		call := fmt.Sprintf("delete %s at version %d (stored: %d)", v.kind, stale, v0)
+		checkErr(t, call, d.del(ctx, id, stale), auth.ErrStale)
+	}
+	if diff := cmp.Diff(v.stored, v.find(t), equateEmpty); diff != "" {
+		t.Errorf("%s after deletes at stale versions: mismatch (-want +got):\n%s", v.kind, diff)
+	}
+
+	// The lost update If-Match guards against: a change between the caller's read and its delete.
+	first := v.changed(v.stored, "first")
+	if err := v.update(ctx, first); err != nil {
+		t.Fatalf("update %s at version %d: %v", v.kind, v0, err)
+	}
+	checkErr(t, fmt.Sprintf("delete %s at the version read before an update", v.kind), d.del(ctx, id, v0), auth.ErrStale)
+	if diff := cmp.Diff(first, v.find(t), equateEmpty); diff != "" {
+		t.Errorf("%s after a delete at the version read before an update: mismatch (-want +got):\n%s", v.kind, diff)
+	}
+
+	if err := d.del(ctx, id, v0+1); err != nil {
+		t.Fatalf("delete %s at the stored version %d: %v", v.kind, v0+1, err)
+	}
+	checkErr(t, fmt.Sprintf("find %s after its delete", v.kind), d.lookup(ctx, id), auth.ErrNotFound)
+	for _, version := range []int64{v0 + 1, v0, 0} {
+		checkErr(t, fmt.Sprintf("delete deleted %s at version %d", v.kind, version), d.del(ctx, id, version), auth.ErrNotFound)
+		checkErr(t, fmt.Sprintf("delete unknown %s at version %d", v.kind, version), d.del(ctx, id+"-none", version),
+			auth.ErrNotFound)
+	}
+
+	// Version 0: any version.
+	o := other.changed(other.stored, "other")
+	if err := other.update(ctx, o); err != nil {
+		t.Fatalf("update other %s: %v", v.kind, err)
+	}
+	if err := d.del(ctx, otherID, 0); err != nil {
+		t.Fatalf("delete %s at version 0 (stored: %d): %v", v.kind, *v.version(o), err)
+	}
+	checkErr(t, fmt.Sprintf("find %s after its delete at version 0", v.kind), d.lookup(ctx, otherID), auth.ErrNotFound)
+}
+
+func testAPIDeleteVersion(t *testing.T, open func(t *testing.T) auth.Store) {
+	s := open(t)
+	t0 := now()
+	a, b := newAPI("api_1", "urn:example:one", t0), newAPI("api_2", "urn:example:two", t0)
+	mustCreateAPI(t, s, a, b)
+	mustCreateClient(t, s, newClient("client-1", t0, newSecret("sec_0001", t0)))
+	g := newGrant("grt_1", "client-1", "api_1", t0, "read:items")
+	mustPutGrant(t, s, g)
+
+	// A stale delete keeps the API's grants too.
+	checkErr(t, "DeleteAPI at a stale version", s.DeleteAPI(t.Context(), "api_1", a.Version+1), auth.ErrStale)
+	if diff := cmp.Diff([]*auth.Grant{g}, listGrants(t, s, "client-1"), equateEmpty); diff != "" {
+		t.Errorf("grants after a stale DeleteAPI: mismatch (-want +got):\n%s", diff)
+	}
+	checkCAD(t, deletion{del: s.DeleteAPI, lookup: func(ctx context.Context, id string) error {
+		_, err := s.FindAPI(ctx, id)
+		return err
+	}}, apiVersioned(s, a), a.ID, apiVersioned(s, b), b.ID)
+	if got := listGrants(t, s, "client-1"); len(got) != 0 {
+		t.Errorf("grants after DeleteAPI at the stored version = %v, want none", got)
+	}
+}
+
+func testClientDeleteVersion(t *testing.T, open func(t *testing.T) auth.Store) {
+	s := open(t)
+	t0 := now()
+	mustCreateAPI(t, s, newAPI("api_1", "urn:example:one", t0))
+	c, d := newClient("client-1", t0, newSecret("sec_0001", t0)), newClient("client-2", t0, newSecret("sec_0002", t0))
+	mustCreateClient(t, s, c, d)
+	g := newGrant("grt_1", "client-1", "api_1", t0, "read:items")
+	mustPutGrant(t, s, g)
+
+	checkErr(t, "DeleteClient at a stale version", s.DeleteClient(t.Context(), "client-1", c.Version-1), auth.ErrStale)
+	if diff := cmp.Diff([]*auth.Grant{g}, listGrants(t, s, "client-1"), equateEmpty); diff != "" {
+		t.Errorf("grants after a stale DeleteClient: mismatch (-want +got):\n%s", diff)
+	}
+	checkCAD(t, deletion{del: s.DeleteClient, lookup: func(ctx context.Context, id string) error {
+		_, err := s.FindClient(ctx, id)
+		return err
+	}}, clientVersioned(s, c), c.ID, clientVersioned(s, d), d.ID)
+	checkErr(t, "FindGrant after DeleteClient", func() error { _, err := s.FindGrant(t.Context(), "grt_1"); return err }(),
+		auth.ErrNotFound)
+}
+
+func testGrantDeleteVersion(t *testing.T, open func(t *testing.T) auth.Store) {
+	s := open(t)
+	ctx := t.Context()
+	t0 := now()
+	mustCreateAPI(t, s, newAPI("api_1", "urn:example:one", t0), newAPI("api_2", "urn:example:two", t0))
+	mustCreateClient(t, s, newClient("client-1", t0, newSecret("sec_0001", t0)))
+	g, h := newGrant("grt_1", "client-1", "api_1", t0, "read:items"), newGrant("grt_2", "client-1", "api_2", t0)
+	mustPutGrant(t, s, g, h)
+	lookup := func(ctx context.Context, id string) error {
+		_, err := s.FindGrant(ctx, id)
+		return err
+	}
+	checkCAD(t, deletion{del: s.DeleteGrant, lookup: lookup}, grantVersioned(s, g), g.ID, grantVersioned(s, h), h.ID)
+
+	// A delete names the grant by ID: a new grant for the same client and API, at the version the deleted one had,
+	// is not the one deleted.
+	again := newGrant("grt_3", "client-1", "api_1", t0, "read:items")
+	mustPutGrant(t, s, again)
+	checkErr(t, "DeleteGrant of the deleted grant's ID", s.DeleteGrant(ctx, "grt_1", again.Version), auth.ErrNotFound)
+	if err := lookup(ctx, "grt_3"); err != nil {
+		t.Errorf("FindGrant(grt_3) after a delete of grt_1: %v", err)
+	}
+}
+
+func testOrgDeleteVersion(t *testing.T, open func(t *testing.T) auth.Store) {
+	s := open(t)
+	ctx := t.Context()
+	t0 := now()
+	o, p := newOrg("org_01", "acme", t0), newOrg("org_02", "globex", t0)
+	mustCreateOrg(t, s, o, p)
+
+	// The ownership check holds at the stored version too.
+	c := newClient("client-1", t0, newSecret("sec_0001", t0))
+	c.OrgID = "org_01"
+	mustCreateClient(t, s, c)
+	checkErr(t, "DeleteOrg at the stored version, owning a client", s.DeleteOrg(ctx, "org_01", o.Version), auth.ErrConflict)
+	if diff := cmp.Diff(o, findOrg(t, s, "org_01"), equateEmpty); diff != "" {
+		t.Errorf("organization after a refused DeleteOrg: mismatch (-want +got):\n%s", diff)
+	}
+	if err := s.DeleteClient(ctx, "client-1", 0); err != nil {
+		t.Fatalf("DeleteClient: %v", err)
+	}
+	checkCAD(t, deletion{del: s.DeleteOrg, lookup: func(ctx context.Context, id string) error {
+		_, err := s.FindOrg(ctx, id)
+		return err
+	}}, orgVersioned(s, o), o.ID, orgVersioned(s, p), p.ID)
+}
+
+func testAPIKeyDeleteVersion(t *testing.T, open func(t *testing.T) auth.Store) {
+	s := open(t)
+	t0 := now()
+	k, l := newAPIKey("key_01", "", t0), newAPIKey("key_02", "", t0)
+	mustCreateAPIKey(t, s, k, keyHash("one"))
+	mustCreateAPIKey(t, s, l, keyHash("two"))
+
+	checkErr(t, "DeleteAPIKey at a stale version", s.DeleteAPIKey(t.Context(), "key_01", k.Version+1), auth.ErrStale)
+	checkHash(t, s, "after a stale DeleteAPIKey", keyHash("one"), "key_01", time.Time{})
+	checkCAD(t, deletion{del: s.DeleteAPIKey, lookup: func(ctx context.Context, id string) error {
+		_, err := s.FindAPIKey(ctx, id)
+		return err
+	}}, apiKeyVersioned(s, k), k.ID, apiKeyVersioned(s, l), l.ID)
+	checkNoHash(t, s, "after DeleteAPIKey", keyHash("one"))
+}
