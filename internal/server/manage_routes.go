@@ -79,11 +79,14 @@ func (s *Server) registerManage(mux *http.ServeMux) {
 			paths.HandleFunc(rt.path, http.NotFound)
 		}
 		allow[rt.path] = append(allow[rt.path], rt.method)
+		if rt.method == http.MethodGet { // net/http answers HEAD with the GET handler
+			allow[rt.path] = append(allow[rt.path], http.MethodHead)
+		}
 	}
 	const docPath = "/api/v1/openapi.json"
 	mux.HandleFunc("GET "+docPath, s.handleOpenAPI)
 	paths.HandleFunc(docPath, http.NotFound)
-	allow[docPath] = []string{"GET"}
+	allow[docPath] = []string{http.MethodGet, http.MethodHead}
 	mux.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := paths.Handler(r); pattern != "" {
 			w.Header().Set("Allow", strings.Join(allow[pattern], ", "))
