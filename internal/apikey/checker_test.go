@@ -576,3 +576,23 @@ func TestReviewCheckPastGraceLikeUnknown(t *testing.T) {
 		t.Errorf("a key past its grace period cost %d reads and %d API lookups, one that never existed %d and %d", oh, oa, nh, na)
 	}
 }
+
+// TestCheckForInvisible: a key the caller may not see is refused as unknown, whether it works, is disabled or is
+// expired, and its use is not recorded; a visible key is checked as usual and its grace period end is returned.
+func TestCheckForInvisible(t *testing.T) {
+	f := newCheckerFixture(t, time.Hour)
+	ctx := context.Background()
+	_, key := f.newKey(t, "read")
+	hidden := func(*auth.APIKey) bool { return false }
+	if ch, _, err := f.c.CheckFor(ctx, key, hidden); ch != nil || apikey.Code(err) != "not_found" {
+		t.Errorf("CheckFor an invisible working key = %v, %v; want not_found", ch, err)
+	}
+	f.c.Flush(ctx)
+	if got := f.store.touches.Load(); got != 0 {
+		t.Errorf("an invisible key's check was recorded as a use (%d writes)", got)
+	}
+	ch, until, err := f.c.CheckFor(ctx, key, func(*auth.APIKey) bool { return true })
+	if err != nil || ch == nil || !until.IsZero() {
+		t.Errorf("CheckFor a visible current key = %v, %v, %v; want the key, no end", ch, until, err)
+	}
+}
