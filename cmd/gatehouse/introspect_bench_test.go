@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,9 +9,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/rootkey"
@@ -123,72 +119,12 @@ func BenchmarkIntrospect(b *testing.B) {
 	}))
 	defer trivial.Close()
 
-	const rounds, turn, concurrency = 6, 500 * time.Millisecond, 64
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency}, Timeout: 10 * time.Second}
-	defer client.CloseIdleConnections()
 	body := "token=" + tokens["ES256"]
-	targets := []string{trivial.URL + "/oauth/introspect", m.URL + "/oauth/introspect"}
-	var done [2]int
-	b.ResetTimer()
-	for b.Loop() { // once: the run takes longer than the default -benchtime
-		for _, target := range targets {
-			if _, err := introspectLoad(client, target, body, concurrency, turn/2); err != nil {
-				b.Fatal(err)
-			}
-		}
-		for range rounds {
-			for i, target := range targets {
-				n, err := introspectLoad(client, target, body, concurrency, turn)
-				if err != nil {
-					b.Fatal(err)
-				}
-				done[i] += n
-			}
-		}
-	}
-	secs := (rounds * turn).Seconds()
-	trivialRate, rate := float64(done[0])/secs, float64(done[1])/secs
-	b.ReportMetric(rate, "introspect-req/s")
-	b.ReportMetric(trivialRate, "trivial-req/s")
-	b.ReportMetric(100*rate/trivialRate, "%-of-ceiling")
-	b.ReportMetric(0, "ns/op") // not meaningful here
-}
-
-// introspectLoad posts body to url as svc-introspect from concurrency goroutines for d, and returns how many
-// requests got a 200 saying the token is active.
-func introspectLoad(client *http.Client, url, body string, concurrency int, d time.Duration) (int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	counts := make([]int, concurrency)
-	errs := make([]error, concurrency)
-	var wg sync.WaitGroup
-	for g := range concurrency {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				req, _ := http.NewRequestWithContext(ctx, "POST", url, strings.NewReader(body))
-				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-				req.SetBasicAuth("svc-introspect", secretIntrospect)
-				resp, err := client.Do(req)
-				if err != nil {
-					if ctx.Err() == nil {
-						errs[g] = err
-					}
-					return
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(b), `{"active":true`) {
-					errs[g] = fmt.Errorf("%s: status %d: %s", url, resp.StatusCode, b)
-					return
-				}
-				counts[g]++
-			}
-		})
-	}
-	wg.Wait()
-	total := 0
-	for _, n := range counts {
-		total += n
-	}
-	return total, errors.Join(errs...)
+	benchAgainstTrivial(b, "introspect-req/s", trivial.URL+"/oauth/introspect", m.URL+"/oauth/introspect",
+		func(ctx context.Context, url string) *http.Request {
+			req, _ := http.NewRequestWithContext(ctx, "POST", url, strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.SetBasicAuth("svc-introspect", secretIntrospect)
+			return req
+		}, func(b []byte) bool { return strings.HasPrefix(string(b), `{"active":true`) })
 }
