@@ -10,7 +10,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -41,51 +40,12 @@ const keyCacheTTL = time.Hour
 // (if not nil) has changed its Main.
 func startKeys(tb testing.TB, configure func(*Main)) *manageServer {
 	tb.Helper()
-	dir := tb.TempDir()
-	logs := &syncBuffer{}
-	m := &Main{
-		Addr:       "127.0.0.1:0",
-		DB:         "sqlite:" + filepath.Join(dir, "gatehouse.db"),
-		RootKey:    rootkey.Generate(),
-		ConfigFile: filepath.Join(dir, "gatehouse.yaml"),
-		CacheTTL:   keyCacheTTL,
-		Logger:     slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		LookupEnv:  func(k string) (string, bool) { v, ok := fixtureEnv[k]; return v, ok },
-	}
-	if configure != nil {
-		configure(m)
-	}
-	if err := writeFile(m.ConfigFile, manageFixture); err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := m.Open(ctx); err != nil {
-		cancel()
-		tb.Fatalf("start server: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- m.Serve(ctx) }()
-	ms := &manageServer{testServer: &testServer{Main: m, dir: dir}, logs: logs,
-		secrets: []string{secretOne, secretMulti, secretOff, secretAdmin}}
-	tb.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil && !errors.Is(err, context.Canceled) {
-				tb.Errorf("serve: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			tb.Fatal("the server did not stop within 20s")
+	return startManageWith(tb, func(m *Main) {
+		m.CacheTTL = keyCacheTTL
+		if configure != nil {
+			configure(m)
 		}
-		events, err := m.Store.ListAuditEvents(context.Background(), auth.AuditFilter{})
-		m.Close()
-		if err != nil {
-			tb.Errorf("read the audit log: %v", err)
-		}
-		ms.checkNoSecrets(tb, events) // API keys are among the secrets: see createKey
 	})
-	ms.admin = ms.as(tb, "gh-admin", secretAdmin)
-	return ms
 }
 
 // createKey creates an API key and returns the answer and the key, which it remembers as a secret that must never

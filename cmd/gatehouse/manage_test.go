@@ -56,6 +56,12 @@ type manageServer struct {
 // the server and checks that no secret the test saw is in the audit log or the server's log.
 func startManage(tb testing.TB) *manageServer {
 	tb.Helper()
+	return startManageWith(tb, nil)
+}
+
+// startManageWith is startManage after configure (if not nil) has changed the server's Main.
+func startManageWith(tb testing.TB, configure func(*Main)) *manageServer {
+	tb.Helper()
 	dir := tb.TempDir()
 	logs := &syncBuffer{}
 	m := &Main{
@@ -65,6 +71,9 @@ func startManage(tb testing.TB) *manageServer {
 		ConfigFile: filepath.Join(dir, "gatehouse.yaml"),
 		Logger:     slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		LookupEnv:  func(k string) (string, bool) { v, ok := fixtureEnv[k]; return v, ok },
+	}
+	if configure != nil {
+		configure(m)
 	}
 	if err := writeFile(m.ConfigFile, manageFixture); err != nil {
 		tb.Fatal(err)
