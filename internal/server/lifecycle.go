@@ -59,18 +59,11 @@ func (s *Server) authenticate(r *http.Request, params oauthreq.Params) (*tokenCa
 			return nil, &callerError{status: http.StatusBadRequest, code: issuer.CodeInvalidRequest,
 				desc: "use one authentication method: a bearer token or client credentials, not both"}
 		}
-		claims, err := s.Issuer.Check(strings.TrimSpace(authz[0][7:]))
-		if err == nil && claims.Audience != auth.ManagementAudience {
-			err = errors.New("not a token for " + auth.ManagementAudience)
-		}
-		var held issuer.Holding
-		if err == nil {
-			// Act only on the authority the token's client holds now, as the management API does.
-			held, err = s.managementAuthority(r.Context(), claims)
-			var te *tokenError
-			if err != nil && !errors.As(err, &te) {
-				return nil, &callerError{err: err}
-			}
+		// Act only on the authority the token's client holds now, as the management API does.
+		claims, held, err := s.managementToken(r.Context(), strings.TrimSpace(authz[0][7:]))
+		var te *tokenError
+		if err != nil && !errors.As(err, &te) {
+			return nil, &callerError{err: err}
 		}
 		if err != nil {
 			return nil, &callerError{status: http.StatusUnauthorized, code: codeInvalidToken,

@@ -106,22 +106,32 @@ func (s *Server) authenticateManagement(r *http.Request) (*caller, error) {
 	if tok == "" {
 		return nil, &tokenError{missing: true, reason: "a bearer token for " + auth.ManagementAudience + " is required"}
 	}
-	// Issuer.Check costs a map lookup for a token it has seen, not a signature (keyset remembers verified
-	// tokens per key set), and it consults the revocation list every time.
-	claims, err := s.Issuer.Check(tok)
-	if err != nil {
-		return nil, &tokenError{reason: "the token is not valid"}
+	claims, held, err := s.managementToken(r.Context(), tok)
+	if claims != nil {
+		accesslog.From(r.Context()).ClientID = claims.ClientID
 	}
-	if claims.Audience != auth.ManagementAudience {
-		return nil, &tokenError{reason: "the token is not for " + auth.ManagementAudience}
-	}
-	accesslog.From(r.Context()).ClientID = claims.ClientID
-	held, err := s.managementAuthority(r.Context(), claims)
 	if err != nil {
 		return nil, err
 	}
 	scopes := slices.DeleteFunc(claims.Scopes(), func(s string) bool { return !slices.Contains(held.Scopes, s) })
 	return &caller{subject: claims.Subject, orgID: claims.OrgID, scopes: scopes}, nil
+}
+
+// managementToken checks a bearer token for the management API and returns its claims with what its client holds
+// now. The error is a *tokenError for a token that is not acceptable; any other error is a failure of the store.
+// Claims are returned, with the error, once the token itself has checked out.
+func (s *Server) managementToken(ctx context.Context, tok string) (*issuer.Claims, issuer.Holding, error) {
+	// Issuer.Check costs a map lookup for a token it has seen, not a signature (keyset remembers verified
+	// tokens per key set), and it consults the revocation list every time.
+	claims, err := s.Issuer.Check(tok)
+	if err != nil {
+		return nil, issuer.Holding{}, &tokenError{reason: "the token is not valid"}
+	}
+	if claims.Audience != auth.ManagementAudience {
+		return nil, issuer.Holding{}, &tokenError{reason: "the token is not for " + auth.ManagementAudience}
+	}
+	held, err := s.managementAuthority(ctx, claims)
+	return claims, held, err // the claims also with an error, for the access log
 }
 
 // managementAuthority returns what the client of a management token holds now. A token may outlive its authority:
