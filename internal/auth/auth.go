@@ -22,6 +22,9 @@ var (
 	ErrInvalid = errors.New("invalid")
 	// ErrStale: an update named a Version that is no longer the stored one (someone else changed it first).
 	ErrStale = errors.New("stale version")
+	// ErrUnavailable: the store could not be reached, or did not answer in time. Nothing was changed, or the
+	// change's outcome is unknown; the caller may try again later (503).
+	ErrUnavailable = errors.New("store unavailable")
 )
 
 // ValidationError says which field of an input is wrong and why. It matches ErrInvalid with errors.Is.
