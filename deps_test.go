@@ -23,7 +23,11 @@ var allowed = map[string][]string{
 	"internal/issuer":        {"internal/auth", "internal/apikey", "internal/limit", "internal/audit", "internal/sqlstore"}, // sqlstore only in tests
 	"internal/apikey":        {"internal/auth", "internal/rootkey", "internal/sqlstore"},                                    // rootkey and sqlstore only in tests
 	"internal/limit":         {},
-	"internal/audit":         {"internal/auth", "internal/sqlstore"}, // sqlstore only in tests
+	"internal/redislimit":    {"internal/limit"},
+	"internal/clustertest":   {},
+	"internal/changes":       {"internal/auth", "internal/sqlstore"},       // sqlstore only in tests
+	"internal/pgnotify":      {"internal/changes", "internal/clustertest"}, // clustertest only in tests
+	"internal/audit":         {"internal/auth", "internal/sqlstore"},       // sqlstore only in tests
 	"internal/sqlstore":      {"internal/auth", "internal/auth/authtest"},
 	"internal/revocation":    {"internal/auth", "internal/sqlstore"}, // sqlstore only in tests
 	"internal/server":        {"internal/auth", "internal/issuer", "internal/keyset", "internal/apikey", "internal/oauthreq", "internal/accesslog", "internal/revocation"},

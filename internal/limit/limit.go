@@ -1,5 +1,6 @@
 // Package limit is rate limiting for the token endpoint: the Limiter contract, Memory (a Limiter for one
-// instance), and Throttle, which slows down the guessing of client secrets (RFC 6749 §2.3.1).
+// instance), Fallback (a Limiter shared by instances, with a Memory for when the shared one is unreachable), and
+// Throttle, which slows down the guessing of client secrets (RFC 6749 §2.3.1).
 //
 // Limiters implement GCRA, the generic cell rate algorithm: a key's state is one time, its theoretical arrival
 // time (TAT). A rate of Count per Per lets a key take Count events at once and then one every Per/Count, like a

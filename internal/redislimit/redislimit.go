@@ -1,0 +1,176 @@
+// Package redislimit is a limit.Limiter in Redis, so that every instance of Gatehouse enforces one rate limit
+// per key instead of one each.
+//
+// Each call is one Lua script, run atomically by Redis (EVALSHA, falling back to EVAL when Redis does not have
+// the script cached). The script implements exactly the GCRA of limit.Memory: the Go side computes the emission
+// interval and the burst as limit.Memory does and passes them in; the script reads the key's theoretical arrival
+// time (TAT), decides, and, for Allow when the event is allowed, stores the new TAT with a PEXPIRE at that TAT,
+// so a key vanishes when it holds no state. A key holds one value: the TAT in Unix nanoseconds, as a decimal
+// string. The script computes in nanoseconds relative to the current time, which keeps every number well inside
+// the integers a Lua double holds exactly.
+//
+// The clock is Redis's, read with TIME inside the script (microsecond resolution), never the caller's: instances
+// whose clocks disagree still agree on every limit. The now argument of Allow and Check is therefore ignored.
+// TIME inside a script that writes needs effects replication: the default from Redis 5 (the script asks for it
+// on Redis 5 and 6), the only mode from Redis 7.
+//
+// Every call is bounded by Options.Timeout, so a Redis that is slow or gone costs a token request at most that
+// long. A Limiter reports every failure as an error and keeps no state of its own; put it behind limit.Fallback,
+// which answers from a per-instance limit.Memory while Redis is unreachable and stops waiting on Redis meanwhile:
+//
+//	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379"})
+//	lim := limit.NewFallback(redislimit.New(rdb, redislimit.Options{}), limit.NewMemory(0), limit.FallbackOptions{Logger: log})
+package redislimit
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gatehouse/gatehouse/internal/limit"
+)
+
+// Defaults of Options.
+const (
+	DefaultPrefix  = "gatehouse:limit:"
+	DefaultTimeout = 100 * time.Millisecond
+)
+
+// maxKeyLen is the longest key stored as it is. A longer key is stored as its first maxKeyLen-64 bytes, "~", and
+// the hex SHA-256 of the whole key: maxKeyLen+1 bytes, so it never collides with a key stored as it is.
+const maxKeyLen = 256
+
+// Options tune a Limiter. The zero value is ready to use.
+type Options struct {
+	// Prefix is put before every key (default DefaultPrefix). Limiters whose keys must not meet, such as a
+	// client's rate limit and the authentication throttle, use different prefixes.
+	Prefix string
+	// Timeout bounds each call to Redis (default DefaultTimeout), whatever the client's own timeouts are.
+	Timeout time.Duration
+}
+
+// Limiter is a limit.Limiter on Redis. It is safe for concurrent use. Each call touches one key, so it works on
+// Redis Cluster too.
+type Limiter struct {
+	client  redis.UniversalClient
+	prefix  string
+	timeout time.Duration
+}
+
+var _ limit.Limiter = (*Limiter)(nil)
+
+// New returns a Limiter that keeps its state in Redis through client (*redis.Client, *redis.ClusterClient, …).
+// The caller keeps ownership of client and closes it.
+func New(client redis.UniversalClient, opts Options) *Limiter {
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultPrefix
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	return &Limiter{client: client, prefix: opts.Prefix, timeout: opts.Timeout}
+}
+
+// gcra is limit.Memory's GCRA in Lua, on the key KEYS[1], with Redis's clock. ARGV: the emission interval and the
+// burst (both nanoseconds, as limit.Memory computes them), and "1" to take the event if allowed or "0" to only
+// look. It returns {1, 0} when the event is allowed and {0, retryAfter in nanoseconds} when it is not.
+//
+// Unix nanoseconds (about 1.8e18) do not fit the 2^53 integers a Lua double holds exactly, so the stored TAT is
+// split into seconds and nanoseconds as text, and everything is computed relative to now: the TAT ahead of now is
+// at most the burst, and a TAT behind now counts as now.
+var gcra = redis.NewScript(`
+if redis.replicate_commands then redis.replicate_commands() end
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local clock = redis.call("TIME")
+local now_s = tonumber(clock[1])
+local now_ns = tonumber(clock[2]) * 1000
+local tat = 0
+local stored = redis.call("GET", KEYS[1])
+if stored then
+	local s = tonumber(string.sub(stored, 1, -10)) or 0
+	local ns = tonumber(string.sub(stored, -9)) or 0
+	tat = math.max((s - now_s) * 1e9 + (ns - now_ns), 0)
+end
+local next = tat + interval
+local wait = next - burst
+if wait > 0 then
+	return {0, wait}
+end
+if ARGV[3] == "1" then
+	local total = now_ns + next
+	redis.call("SET", KEYS[1], string.format("%d%09d", now_s + math.floor(total / 1e9), total % 1e9),
+		"PX", math.ceil(next / 1e6))
+end
+return {1, 0}
+`)
+
+// Allow implements limit.Limiter with Redis's clock; now is ignored. Errors are Redis's or the connection's, or
+// the context's: context.DeadlineExceeded when Redis did not answer within the timeout.
+func (l *Limiter) Allow(ctx context.Context, key string, rate limit.Rate, _ time.Time) (ok bool, retryAfter time.Duration, err error) {
+	return l.run(ctx, key, rate, "1")
+}
+
+// Check implements limit.Limiter with Redis's clock; now is ignored. It writes nothing. Errors are as for Allow.
+func (l *Limiter) Check(ctx context.Context, key string, rate limit.Rate, _ time.Time) (ok bool, retryAfter time.Duration, err error) {
+	return l.run(ctx, key, rate, "0")
+}
+
+func (l *Limiter) run(ctx context.Context, key string, rate limit.Rate, take string) (bool, time.Duration, error) {
+	if rate.Count <= 0 || rate.Per <= 0 {
+		return true, 0, nil // no limit, as for limit.Memory
+	}
+	interval := int64(rate.Per) / int64(rate.Count) // as limit.Memory computes them
+	if interval < 1 {
+		interval = 1
+	}
+	burst := interval * int64(rate.Count)
+	keys := []string{l.key(key)}
+	res, err := l.call(ctx, func(ctx context.Context) ([]int64, error) {
+		return gcra.Run(ctx, l.client, keys, interval, burst, take).Int64Slice()
+	})
+	if err != nil {
+		return false, 0, fmt.Errorf("redislimit: %w", err)
+	}
+	if len(res) != 2 {
+		return false, 0, fmt.Errorf("redislimit: script returned %v", res)
+	}
+	return res[0] == 1, time.Duration(res[1]), nil
+}
+
+// key returns the Redis key of a limiter key: the prefix and the key, or a bounded stand-in for a long key.
+func (l *Limiter) key(key string) string {
+	if len(key) <= maxKeyLen {
+		return l.prefix + key
+	}
+	sum := sha256.Sum256([]byte(key))
+	return l.prefix + key[:maxKeyLen-2*len(sum)] + "~" + hex.EncodeToString(sum[:])
+}
+
+// call runs op with l's timeout and returns when op does or the timeout passes, whichever is first: the client
+// may have been built without ContextTimeoutEnabled (then go-redis ignores the deadline for socket I/O) or with
+// long timeouts of its own, and neither may hang a token request. An abandoned op ends when the client's own
+// timeouts end it; its result is dropped.
+func (l *Limiter) call(ctx context.Context, op func(context.Context) ([]int64, error)) ([]int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	type result struct {
+		v   []int64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := op(ctx)
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
