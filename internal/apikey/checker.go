@@ -65,6 +65,10 @@ type CheckerOptions struct {
 	// change made by another instance is seen here. Changes made through this process are seen at once
 	// (Invalidate). Default 5s; negative disables the cache.
 	CacheTTL time.Duration
+	// StaleIfError is how much longer than CacheTTL a cached answer is still used while the store cannot be reached
+	// (auth.ErrUnavailable), so that a database outage does not stop the keys this instance has checked. Nothing
+	// can be changed in the store meanwhile. Zero or less: never.
+	StaleIfError time.Duration
 	// FlushEvery is how often last-used times are written to the store, in one batch. Default 10s.
 	FlushEvery time.Duration
 	Now        func() time.Time
@@ -77,6 +81,7 @@ type Checker struct {
 	store  Store
 	hasher *auth.SecretHasher
 	ttl    time.Duration
+	stale  time.Duration // StaleIfError
 	flush  time.Duration
 	now    func() time.Time
 	log    *slog.Logger
@@ -92,6 +97,10 @@ type Checker struct {
 	usedMu sync.Mutex
 	used   map[string]time.Time // key id → last use not yet written
 }
+
+// loadTimeout bounds one read of a key from the store, which checks waiting for it share: past it, the read fails
+// (auth.ErrUnavailable) rather than hold requests.
+const loadTimeout = 5 * time.Second
 
 // maxCached bounds the cache, so a flood of well-formed made-up keys cannot grow it without limit.
 const maxCached = 100_000
@@ -117,7 +126,7 @@ func NewChecker(store Store, hasher *auth.SecretHasher, o CheckerOptions) *Check
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Checker{store: store, hasher: hasher, ttl: o.CacheTTL, flush: o.FlushEvery, now: o.Now, log: o.Logger,
+	return &Checker{store: store, hasher: hasher, ttl: o.CacheTTL, stale: max(o.StaleIfError, 0), flush: o.FlushEvery, now: o.Now, log: o.Logger,
 		entries: make(map[string]entry), byKey: make(map[string]map[string]struct{}), used: make(map[string]time.Time)}
 }
 
@@ -172,10 +181,16 @@ func (c *Checker) lookup(ctx context.Context, hash string) (entry, error) {
 	// Checks share a load only within one generation: a check that starts after an invalidation must not take the
 	// answer of a load that may have read the store before the change.
 	v, err, _ := c.loads.Do(strconv.FormatUint(gen, 36)+":"+hash, func() (any, error) {
-		e, err := c.load(context.WithoutCancel(ctx), hash)
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loadTimeout)
+		defer cancel()
+		fresh, err := c.load(lctx, hash)
 		if err != nil {
+			if ok && errors.Is(err, auth.ErrUnavailable) && now.Before(e.expires.Add(c.stale)) {
+				return e, nil // stale if error: the store is down, nothing in it can have changed meanwhile
+			}
 			return entry{}, err
 		}
+		e := fresh
 		e.expires = now.Add(c.ttl)
 		if c.ttl > 0 {
 			c.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -595,4 +596,37 @@ func TestCheckForInvisible(t *testing.T) {
 	if err != nil || ch == nil || !until.IsZero() {
 		t.Errorf("CheckFor a visible current key = %v, %v, %v; want the key, no end", ch, until, err)
 	}
+}
+
+// TestCheckStaleIfError: while the store is unreachable (auth.ErrUnavailable), a key checked within StaleIfError
+// past the TTL is still answered from the cache; an invalidated one, one checked too long ago, or any error that is
+// not an outage, are not.
+func TestCheckStaleIfError(t *testing.T) {
+	f := newCheckerFixture(t, 5*time.Second)
+	f.c = apikey.NewChecker(f.store, f.hasher, apikey.CheckerOptions{CacheTTL: 5 * time.Second, StaleIfError: 30 * time.Second,
+		Now: f.clock, Logger: slog.New(slog.NewTextHandler(f.logs, nil))})
+	k1, key1 := f.newKey(t, "read")
+	k2, key2 := f.newKey(t, "read")
+	f.wantOK(t, "first", key1)
+	f.wantOK(t, "first", key2)
+	down := fmt.Errorf("find: %w", auth.ErrUnavailable)
+	f.store.findErr.Store(&down)
+	f.c.Invalidate(k2.ID)
+	f.advance(20 * time.Second)
+	f.wantOK(t, "cached, store down", key1)
+	if _, err := f.c.Check(context.Background(), key2); !errors.Is(err, auth.ErrUnavailable) {
+		t.Errorf("invalidated key, store down: %v, want ErrUnavailable", err)
+	}
+	f.store.findErr.Store(&errBoom)
+	if _, err := f.c.Check(context.Background(), key1); !errors.Is(err, errBoom) {
+		t.Errorf("store failing otherwise: %v, want its error, not a stale answer", err)
+	}
+	f.store.findErr.Store(&down)
+	f.advance(20 * time.Second)
+	if _, err := f.c.Check(context.Background(), key1); !errors.Is(err, auth.ErrUnavailable) {
+		t.Errorf("cached too long ago, store down: %v, want ErrUnavailable", err)
+	}
+	f.store.findErr.Store(nil)
+	f.wantOK(t, "store back", key1)
+	_ = k1
 }

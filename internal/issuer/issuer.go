@@ -76,7 +76,11 @@ type Options struct {
 	Issuer   string           // the iss claim, e.g. "http://127.0.0.1:8080/"
 	Now      func() time.Time // default time.Now
 	CacheTTL time.Duration    // how long a client read from the store is reused; default 5s; negative disables
-	Logger   *slog.Logger
+	// StaleIfError is how much longer than CacheTTL a cached client is still used while the store cannot be
+	// reached (auth.ErrUnavailable), so that a database outage does not stop the clients this instance knows
+	// from getting tokens. Nothing can be changed in the store meanwhile. Zero or less: never.
+	StaleIfError time.Duration
+	Logger       *slog.Logger
 	// Verifier checks tokens for Check; Check refuses every token without one.
 	Verifier TokenVerifier
 	// Revocations, if set, is consulted by Check: a revoked token is not valid.
@@ -102,6 +106,7 @@ type Issuer struct {
 	iss    string
 	now    func() time.Time
 	ttl    time.Duration
+	stale  time.Duration // StaleIfError
 	log    *slog.Logger
 	verify TokenVerifier
 	revoke RevocationChecker
@@ -119,6 +124,10 @@ type Issuer struct {
 	loads     singleflight.Group
 	dummy     []byte // a hash no secret matches, compared for unknown clients so they cost what known ones do
 }
+
+// loadTimeout bounds one read of a client from the store, which requests waiting for it share: past it, the read
+// fails (auth.ErrUnavailable) rather than hold requests.
+const loadTimeout = 5 * time.Second
 
 // maxCached bounds the client cache, so a flood of made-up client_ids cannot grow it without limit.
 const maxCached = 100_000
@@ -153,7 +162,7 @@ func New(store auth.Store, signer Signer, hasher *auth.SecretHasher, opts Option
 	}
 	return &Issuer{
 		store: store, signer: signer, hasher: hasher,
-		iss: opts.Issuer, now: opts.Now, ttl: opts.CacheTTL, log: opts.Logger, verify: opts.Verifier, revoke: opts.Revocations,
+		iss: opts.Issuer, now: opts.Now, ttl: opts.CacheTTL, stale: max(opts.StaleIfError, 0), log: opts.Logger, verify: opts.Verifier, revoke: opts.Revocations,
 		limiter: opts.Limiter, throttle: opts.Throttle, audit: opts.Audit, keys: opts.APIKeys,
 		clients: make(map[string]cacheEntry),
 		dummy:   hasher.Hash(auth.NewSecret()),
@@ -380,8 +389,13 @@ func (i *Issuer) client(ctx context.Context, id string) (*clientView, error) {
 		i.mu.RLock()
 		gen := i.gen
 		i.mu.RUnlock()
-		view, err := i.load(context.WithoutCancel(ctx), id)
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loadTimeout)
+		defer cancel()
+		view, err := i.load(lctx, id)
 		if err != nil {
+			if ok && errors.Is(err, auth.ErrUnavailable) && now.Before(e.expires.Add(i.stale)) {
+				return e.view, nil // stale if error: the store is down, nothing in it can have changed meanwhile
+			}
 			return nil, err
 		}
 		if i.ttl > 0 {

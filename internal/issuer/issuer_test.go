@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -293,5 +295,60 @@ func TestStoreFailureIsNotAnOAuthError(t *testing.T) {
 	var oe *issuer.Error
 	if err == nil || errors.As(err, &oe) {
 		t.Errorf("err = %v, want a plain (non-OAuth) error the server maps to 503", err)
+	}
+}
+
+// downStore fails client reads with auth.ErrUnavailable while down is set, as a store does during an outage.
+type downStore struct {
+	auth.Store
+	down atomic.Bool
+}
+
+func (s *downStore) FindClient(ctx context.Context, id string) (*auth.Client, error) {
+	if s.down.Load() {
+		return nil, fmt.Errorf("find client: %w", auth.ErrUnavailable)
+	}
+	return s.Store.FindClient(ctx, id)
+}
+
+// TestStaleIfError: while the store is unreachable, a client cached within StaleIfError past its TTL still gets
+// tokens; one cached longer ago, one never cached and one invalidated do not; any other store error is no reason
+// to serve stale.
+func TestStaleIfError(t *testing.T) {
+	f := newFixture(t)
+	f.addClient(t, "c2", map[string][]string{"api_one": {"read"}})
+	store := &downStore{Store: f.store}
+	iss := issuer.New(store, &recordingSigner{}, f.hasher, issuer.Options{
+		Issuer: "https://issuer.example/", Now: func() time.Time { return f.now }, CacheTTL: 5 * time.Second,
+		StaleIfError: 30 * time.Second,
+	})
+	get := func(id string) error {
+		_, err := iss.ClientCredentials(context.Background(), issuer.Request{ClientID: id, ClientSecret: secretA})
+		return err
+	}
+	for _, id := range []string{"c1", "c2"} {
+		if err := get(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store.down.Store(true)
+	iss.Invalidate("c2")
+	f.now = f.now.Add(20 * time.Second) // past the TTL, within StaleIfError
+	if err := get("c1"); err != nil {
+		t.Errorf("cached client during the outage: %v, want a token", err)
+	}
+	if err := get("c2"); !errors.Is(err, auth.ErrUnavailable) {
+		t.Errorf("invalidated client during the outage: %v, want ErrUnavailable", err)
+	}
+	if err := get("never-seen"); !errors.Is(err, auth.ErrUnavailable) {
+		t.Errorf("unknown client during the outage: %v, want ErrUnavailable", err)
+	}
+	f.now = f.now.Add(20 * time.Second) // past TTL + StaleIfError
+	if err := get("c1"); !errors.Is(err, auth.ErrUnavailable) {
+		t.Errorf("client cached too long ago: %v, want ErrUnavailable", err)
+	}
+	store.down.Store(false)
+	if err := get("c1"); err != nil {
+		t.Errorf("store back: %v", err)
 	}
 }
