@@ -229,6 +229,10 @@ func (s *Server) writeManageError(w http.ResponseWriter, r *http.Request, err er
 		p.Status, p.Detail = http.StatusConflict, "conflicts with an existing resource"
 	case errors.Is(err, context.Canceled):
 		return
+	case errors.Is(err, auth.ErrUnavailable):
+		s.Logger.Warn("management request failed: the database is unreachable", "err", err, "request_id", p.RequestID)
+		w.Header().Set("Retry-After", "1")
+		p.Status, p.Detail = http.StatusServiceUnavailable, "the database cannot be reached right now; retry shortly"
 	default:
 		s.Logger.Error("management request failed", "err", err, "request_id", p.RequestID)
 		w.Header().Set("Retry-After", "1")

@@ -46,6 +46,17 @@ type Config struct {
 	// takes the caller's address (for throttling and the audit log) from the rightmost X-Forwarded-For entry
 	// outside them. Empty (the default): the peer address, X-Forwarded-For ignored.
 	TrustedProxies []netip.Prefix
+	// Checks are the lines /readyz adds to those of the store and the signing keys: the shared backends an
+	// instance of several depends on (the rate limits' Redis, the change listener).
+	Checks []Check
+}
+
+// Check is one line of /readyz: a component's state in a few words, and whether the server can serve with it. A
+// component that has fallen back on something that works (per-instance rate limits while Redis is down) reports
+// ready, with its state saying so.
+type Check struct {
+	Name string
+	Run  func(ctx context.Context) (state string, ready bool)
 }
 
 // Server serves Gatehouse's HTTP API.
@@ -64,7 +75,20 @@ func New(cfg Config) *Server {
 
 // Handler returns the root handler: every route, wrapped in request logging and panic recovery.
 func (s *Server) Handler() http.Handler {
-	return accesslog.Handler(s.Logger, refuseKeysInURL(s.routes()))
+	return accesslog.Handler(s.Logger, refuseKeysInURL(withDeadline(s.routes())))
+}
+
+// requestTimeout bounds the work of one request, the database's included: a database that stops answering fails
+// the request (503) in this time rather than holding it until the write timeout cuts the connection.
+const requestTimeout = 10 * time.Second
+
+// withDeadline gives each request's context the deadline requestTimeout.
+func withDeadline(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
 }
 
 // refuseKeysInURL refuses any request whose query string carries an API key (one that passes the format's
@@ -189,7 +213,8 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// handleReady answers 200 once the server can issue tokens: the store answers and a signing key is loaded.
+// handleReady answers 200 once the server can issue tokens: the store answers, a signing key is loaded, and every
+// Check is ready. The body names the state of each.
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -201,6 +226,11 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(s.Keys.Algorithms()) == 0 {
 		checks["signing_keys"], ok = "none loaded", false
+	}
+	for _, c := range s.Checks {
+		state, ready := c.Run(ctx)
+		checks[c.Name] = state
+		ok = ok && ready
 	}
 	status := http.StatusOK
 	checks["status"] = "ready"
