@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -57,7 +56,7 @@ func scanAPI(row scanner) (*auth.API, error) {
 // CreateAPI stores a new API with its Version as given. It returns auth.ErrConflict if its ID or Identifier is
 // taken.
 func (db *DB) CreateAPI(ctx context.Context, api *auth.API) error {
-	err := exec(ctx, db.db, `INSERT INTO apis (`+apiColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+	err := db.exec(ctx, db.db, `INSERT INTO apis (`+apiColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 		api.ID, api.Identifier, api.Name, encodeScopes(api.Scopes), seconds(api.TokenLifetime),
 		string(api.SigningAlg), seconds(api.KeyTokenLifetime), api.Version, millis(api.CreatedAt),
 		millis(api.UpdatedAt))
@@ -72,7 +71,7 @@ func (db *DB) CreateAPI(ctx context.Context, api *auth.API) error {
 // version differs, and auth.ErrConflict if the new Identifier is taken by another API.
 func (db *DB) UpdateAPI(ctx context.Context, api *auth.API) error {
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		return updateVersioned(ctx, tx, "apis", api.ID, `UPDATE apis
+		return db.updateVersioned(ctx, tx, "apis", api.ID, `UPDATE apis
 SET identifier = $1, name = $2, scopes = $3, token_lifetime = $4, signing_alg = $5, key_token_lifetime = $6,
 	updated_at = $7, version = version + 1
 WHERE id = $8 AND version = $9`,
@@ -92,10 +91,7 @@ func seconds(d time.Duration) int64 { return int64(d / time.Second) }
 // FindAPI returns the API with the given ID, or auth.ErrNotFound.
 func (db *DB) FindAPI(ctx context.Context, id string) (*auth.API, error) {
 	a, err := scanAPI(db.db.QueryRowContext(ctx, `SELECT `+apiColumns+` FROM apis WHERE id = $1`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		err = auth.ErrNotFound
-	}
-	if err != nil {
+	if err = db.rowErr(err); err != nil {
 		return nil, fmt.Errorf("find api %q: %w", id, err)
 	}
 	return a, nil
@@ -104,10 +100,7 @@ func (db *DB) FindAPI(ctx context.Context, id string) (*auth.API, error) {
 // FindAPIByIdentifier returns the API whose Identifier is exactly identifier, or auth.ErrNotFound.
 func (db *DB) FindAPIByIdentifier(ctx context.Context, identifier string) (*auth.API, error) {
 	a, err := scanAPI(db.db.QueryRowContext(ctx, `SELECT `+apiColumns+` FROM apis WHERE identifier = $1`, identifier))
-	if errors.Is(err, sql.ErrNoRows) {
-		err = auth.ErrNotFound
-	}
-	if err != nil {
+	if err = db.rowErr(err); err != nil {
 		return nil, fmt.Errorf("find api by identifier %q: %w", identifier, err)
 	}
 	return a, nil
@@ -115,7 +108,7 @@ func (db *DB) FindAPIByIdentifier(ctx context.Context, identifier string) (*auth
 
 // ListAPIs returns every API ordered by Identifier.
 func (db *DB) ListAPIs(ctx context.Context) ([]*auth.API, error) {
-	apis, err := queryList(ctx, db.db, scanAPI, `SELECT `+apiColumns+` FROM apis ORDER BY identifier`)
+	apis, err := queryList(ctx, db, scanAPI, `SELECT `+apiColumns+` FROM apis ORDER BY identifier`)
 	if err != nil {
 		return nil, fmt.Errorf("list apis: %w", err)
 	}
@@ -126,7 +119,7 @@ func (db *DB) ListAPIs(ctx context.Context) ([]*auth.API, error) {
 func (db *DB) ListAPIsPage(ctx context.Context, p auth.Page) ([]*auth.API, error) {
 	var f filter
 	orderLimit := f.page("id", p)
-	apis, err := queryList(ctx, db.db, scanAPI, `SELECT `+apiColumns+` FROM apis `+f.clause()+` `+orderLimit, f.args...)
+	apis, err := queryList(ctx, db, scanAPI, `SELECT `+apiColumns+` FROM apis `+f.clause()+` `+orderLimit, f.args...)
 	if err != nil {
 		return nil, fmt.Errorf("list apis after %q: %w", p.After, err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -86,7 +85,7 @@ const insertAPIKeyHash = `INSERT INTO api_key_hashes (hash, key_id, expires_at) 
 func (db *DB) CreateAPIKey(ctx context.Context, k *auth.APIKey, hash []byte) error {
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		// A missing organization fails the foreign key, which translate makes auth.ErrNotFound.
-		err := exec(ctx, tx, `INSERT INTO api_keys
+		err := db.exec(ctx, tx, `INSERT INTO api_keys
 	(id, org_id, owner, name, hint, grants, expires_at, metadata, disabled, version, created_at, updated_at,
 	last_used_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
@@ -96,7 +95,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 		if err != nil {
 			return err
 		}
-		if err := exec(ctx, tx, insertAPIKeyHash, blob(hash), k.ID); err != nil {
+		if err := db.exec(ctx, tx, insertAPIKeyHash, blob(hash), k.ID); err != nil {
 			return fmt.Errorf("hash: %w", err)
 		}
 		return nil
@@ -110,10 +109,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 // FindAPIKey returns the key with the given ID, or auth.ErrNotFound.
 func (db *DB) FindAPIKey(ctx context.Context, id string) (*auth.APIKey, error) {
 	k, err := scanAPIKey(db.db.QueryRowContext(ctx, `SELECT `+apiKeyColumns+` FROM api_keys k WHERE k.id = $1`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		err = auth.ErrNotFound
-	}
-	if err != nil {
+	if err = db.rowErr(err); err != nil {
 		return nil, fmt.Errorf("find API key %q: %w", id, err)
 	}
 	return k, nil
@@ -129,10 +125,7 @@ func (db *DB) FindAPIKeyByHash(ctx context.Context, hash []byte) (*auth.APIKey, 
 	k, err := scanAPIKey(db.db.QueryRowContext(ctx, `SELECT `+apiKeyColumns+`, h.hash, h.expires_at
 FROM api_key_hashes h JOIN api_keys k ON k.id = h.key_id
 WHERE h.hash = $1`, blob(hash)), &h.Hash, &expires)
-	if errors.Is(err, sql.ErrNoRows) {
-		err = auth.ErrNotFound
-	}
-	if err != nil {
+	if err = db.rowErr(err); err != nil {
 		// Name no hash: it stands in for a secret.
 		return nil, nil, fmt.Errorf("find API key by hash: %w", err)
 	}
@@ -151,7 +144,7 @@ func (db *DB) ListAPIKeys(ctx context.Context, f auth.APIKeyFilter) ([]*auth.API
 		q.where("k.owner = %s", f.Owner)
 	}
 	orderLimit := q.page("k.id", f.Page)
-	keys, err := queryList(ctx, db.db, scanAPIKeyRow,
+	keys, err := queryList(ctx, db, scanAPIKeyRow,
 		`SELECT `+apiKeyColumns+` FROM api_keys k `+q.clause()+` `+orderLimit, q.args...)
 	if err != nil {
 		return nil, fmt.Errorf("list API keys (organization %q, owner %q) after %q: %w", f.OrgID, f.Owner, f.After, err)
@@ -164,7 +157,7 @@ func (db *DB) ListAPIKeys(ctx context.Context, f auth.APIKeyFilter) ([]*auth.API
 // auth.ErrNotFound if there is none, and auth.ErrStale if the version differs.
 func (db *DB) UpdateAPIKey(ctx context.Context, k *auth.APIKey) error {
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		return updateVersioned(ctx, tx, "api_keys", k.ID, `UPDATE api_keys
+		return db.updateVersioned(ctx, tx, "api_keys", k.ID, `UPDATE api_keys
 SET name = $1, grants = $2, expires_at = $3, metadata = $4, disabled = $5, updated_at = $6, version = version + 1
 WHERE id = $7 AND version = $8`,
 			k.Name, encodeKeyGrants(k.Grants), nullMillis(k.ExpiresAt), nullJSON(k.Metadata), k.Disabled,
@@ -185,7 +178,7 @@ WHERE id = $7 AND version = $8`,
 func (db *DB) RotateAPIKey(ctx context.Context, k *auth.APIKey, hash []byte, oldExpireAt time.Time) error {
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		// The compare-and-swap first, so that a stale rotation touches no hash.
-		err := updateVersioned(ctx, tx, "api_keys", k.ID, `UPDATE api_keys
+		err := db.updateVersioned(ctx, tx, "api_keys", k.ID, `UPDATE api_keys
 SET hint = $1, updated_at = $2, version = version + 1
 WHERE id = $3 AND version = $4`,
 			k.Hint, millis(k.UpdatedAt), k.ID, k.Version)
@@ -194,15 +187,15 @@ WHERE id = $3 AND version = $4`,
 		}
 		// Every hash the key has now is an old one: the new hash goes in after.
 		if oldExpireAt.IsZero() {
-			err = exec(ctx, tx, `DELETE FROM api_key_hashes WHERE key_id = $1`, k.ID)
+			err = db.exec(ctx, tx, `DELETE FROM api_key_hashes WHERE key_id = $1`, k.ID)
 		} else {
-			err = exec(ctx, tx, `UPDATE api_key_hashes SET expires_at = $1
+			err = db.exec(ctx, tx, `UPDATE api_key_hashes SET expires_at = $1
 WHERE key_id = $2 AND (expires_at IS NULL OR expires_at > $1)`, millis(oldExpireAt), k.ID)
 		}
 		if err != nil {
 			return fmt.Errorf("old hashes: %w", err)
 		}
-		if err := exec(ctx, tx, insertAPIKeyHash, blob(hash), k.ID); err != nil {
+		if err := db.exec(ctx, tx, insertAPIKeyHash, blob(hash), k.ID); err != nil {
 			return fmt.Errorf("hash: %w", err)
 		}
 		return nil
@@ -241,7 +234,7 @@ WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)`)
 		// backend locks rows, not the database) and cannot deadlock.
 		for _, id := range slices.Sorted(maps.Keys(used)) {
 			if _, err := stmt.ExecContext(ctx, millis(used[id]), id); err != nil {
-				return fmt.Errorf("key %q: %w", id, translate(err))
+				return fmt.Errorf("key %q: %w", id, db.translate(err))
 			}
 		}
 		return nil
@@ -255,11 +248,7 @@ WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)`)
 // PruneAPIKeyHashes removes the hashes that expired before before (rotated-out keys past their grace period), and
 // returns how many it removed.
 func (db *DB) PruneAPIKeyHashes(ctx context.Context, before time.Time) (int64, error) {
-	res, err := db.db.ExecContext(ctx, `DELETE FROM api_key_hashes WHERE expires_at < $1`, millis(before))
-	if err != nil {
-		return 0, fmt.Errorf("prune API key hashes expired before %v: %w", before, err)
-	}
-	n, err := res.RowsAffected()
+	n, err := db.execCount(ctx, db.db, `DELETE FROM api_key_hashes WHERE expires_at < $1`, millis(before))
 	if err != nil {
 		return 0, fmt.Errorf("prune API key hashes expired before %v: %w", before, err)
 	}

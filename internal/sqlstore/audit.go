@@ -38,7 +38,7 @@ func (db *DB) AppendAuditEvents(ctx context.Context, events []*auth.AuditEvent) 
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		for _, e := range events {
 			details := sql.NullString{String: string(e.Details), Valid: len(e.Details) > 0}
-			err := exec(ctx, tx, `INSERT INTO audit_events (`+auditColumns+`)
+			err := db.exec(ctx, tx, `INSERT INTO audit_events (`+auditColumns+`)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 				e.ID, millis(e.Time), e.Actor, e.Action, e.Resource, e.OrgID, e.RequestID, e.Address, details)
 			if err != nil {
@@ -73,7 +73,7 @@ func (db *DB) ListAuditEvents(ctx context.Context, f auth.AuditFilter) ([]*auth.
 		q.where("id < %s", f.Before)
 	}
 	query := `SELECT ` + auditColumns + ` FROM audit_events ` + q.clause() + ` ORDER BY id DESC ` + q.limit(f.Limit)
-	events, err := queryList(ctx, db.db, scanAuditEvent, query, q.args...)
+	events, err := queryList(ctx, db, scanAuditEvent, query, q.args...)
 	if err != nil {
 		return nil, fmt.Errorf("list audit events: %w", err)
 	}
@@ -89,12 +89,8 @@ const pruneBatch = 1000
 func (db *DB) PruneAuditEvents(ctx context.Context, before time.Time) (int64, error) {
 	var total int64
 	for {
-		res, err := db.db.ExecContext(ctx, `DELETE FROM audit_events
+		n, err := db.execCount(ctx, db.db, `DELETE FROM audit_events
 WHERE id IN (SELECT id FROM audit_events WHERE occurred_at < $1 LIMIT $2)`, millis(before), pruneBatch)
-		if err != nil {
-			return total, fmt.Errorf("prune audit events before %v: %w", before, err)
-		}
-		n, err := res.RowsAffected()
 		if err != nil {
 			return total, fmt.Errorf("prune audit events before %v: %w", before, err)
 		}

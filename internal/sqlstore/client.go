@@ -20,7 +20,7 @@ FROM clients c LEFT JOIN client_secrets s ON s.client_id = c.id`
 func (db *DB) queryClients(ctx context.Context, where string, args ...any) ([]*auth.Client, error) {
 	rows, err := db.db.QueryContext(ctx, clientQuery+" "+where, args...)
 	if err != nil {
-		return nil, err
+		return nil, db.translate(err)
 	}
 	defer rows.Close()
 	clients := []*auth.Client{}
@@ -38,7 +38,7 @@ func (db *DB) queryClients(ctx context.Context, where string, args ...any) ([]*a
 		err := rows.Scan(&c.ID, &c.Name, &c.Description, &c.Disabled, &orgID, &c.RateLimit.Count, &perMillis,
 			&c.Version, &created, &updated, &secretID, &hash, &hint, &secretCreated, &secretExpires)
 		if err != nil {
-			return nil, err
+			return nil, db.translate(err)
 		}
 		if n := len(clients); n == 0 || clients[n-1].ID != c.ID {
 			c.OrgID = orgID.String
@@ -59,7 +59,7 @@ func (db *DB) queryClients(ctx context.Context, where string, args ...any) ([]*a
 			})
 		}
 	}
-	return clients, rows.Err()
+	return clients, db.translate(rows.Err())
 }
 
 const insertSecret = `INSERT INTO client_secrets (id, client_id, hash, hint, created_at, expires_at)
@@ -74,7 +74,7 @@ func secretArgs(clientID string, s auth.Secret) []any {
 func (db *DB) CreateClient(ctx context.Context, c *auth.Client) error {
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		// A missing organization fails the foreign key, which translate makes auth.ErrNotFound.
-		err := exec(ctx, tx, `INSERT INTO clients
+		err := db.exec(ctx, tx, `INSERT INTO clients
 	(id, name, description, disabled, org_id, rate_limit_count, rate_limit_per, version, created_at, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 			c.ID, c.Name, c.Description, c.Disabled, nullString(c.OrgID), c.RateLimit.Count,
@@ -83,7 +83,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 			return err
 		}
 		for _, s := range c.Secrets {
-			if err := exec(ctx, tx, insertSecret, secretArgs(c.ID, s)...); err != nil {
+			if err := db.exec(ctx, tx, insertSecret, secretArgs(c.ID, s)...); err != nil {
 				return fmt.Errorf("secret %q: %w", s.ID, err)
 			}
 		}
@@ -100,7 +100,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 // returns auth.ErrNotFound if there is none, and auth.ErrStale if the version differs.
 func (db *DB) UpdateClient(ctx context.Context, c *auth.Client) error {
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		return updateVersioned(ctx, tx, "clients", c.ID, `UPDATE clients
+		return db.updateVersioned(ctx, tx, "clients", c.ID, `UPDATE clients
 SET name = $1, description = $2, disabled = $3, rate_limit_count = $4, rate_limit_per = $5, updated_at = $6,
 	version = version + 1
 WHERE id = $7 AND version = $8`,
@@ -167,13 +167,13 @@ func (db *DB) DeleteClient(ctx context.Context, id string, version int64) error 
 func (db *DB) AddClientSecret(ctx context.Context, clientID string, s auth.Secret, othersExpireAt time.Time) error {
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		// A missing client fails the foreign key, which translate makes auth.ErrNotFound.
-		if err := exec(ctx, tx, insertSecret, secretArgs(clientID, s)...); err != nil {
+		if err := db.exec(ctx, tx, insertSecret, secretArgs(clientID, s)...); err != nil {
 			return err
 		}
 		if othersExpireAt.IsZero() {
 			return nil
 		}
-		return exec(ctx, tx, `UPDATE client_secrets SET expires_at = $1
+		return db.exec(ctx, tx, `UPDATE client_secrets SET expires_at = $1
 WHERE client_id = $2 AND id <> $3 AND (expires_at IS NULL OR expires_at > $1)`,
 			millis(othersExpireAt), clientID, s.ID)
 	})
@@ -186,7 +186,7 @@ WHERE client_id = $2 AND id <> $3 AND (expires_at IS NULL OR expires_at > $1)`,
 // UpdateClientSecretExpiry sets when a secret stops working (zero: never). It returns auth.ErrNotFound if the
 // client has no such secret.
 func (db *DB) UpdateClientSecretExpiry(ctx context.Context, clientID, secretID string, expiresAt time.Time) error {
-	err := execOne(ctx, db.db, `UPDATE client_secrets SET expires_at = $1 WHERE client_id = $2 AND id = $3`,
+	err := db.execOne(ctx, db.db, `UPDATE client_secrets SET expires_at = $1 WHERE client_id = $2 AND id = $3`,
 		nullMillis(expiresAt), clientID, secretID)
 	if err != nil {
 		return fmt.Errorf("update expiry of secret %q of client %q: %w", secretID, clientID, err)
@@ -199,9 +199,10 @@ func (db *DB) UpdateClientSecretExpiry(ctx context.Context, clientID, secretID s
 func (db *DB) DeleteClientSecret(ctx context.Context, clientID, secretID string) error {
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		// Lock the client's row so that deletions of its secrets take turns and two of them cannot each leave the
-		// other's secret as the last one. (A SQLite write transaction holds the database's write lock already;
-		// PostgreSQL needs the row lock.)
-		if err := execOne(ctx, tx, `UPDATE clients SET updated_at = updated_at WHERE id = $1`, clientID); err != nil {
+		// other's secret as the last one. (A SQLite write transaction holds the database's write lock already. On
+		// PostgreSQL, SERIALIZABLE would refuse one of the two at its commit anyway; with the lock, the second waits,
+		// then fails and is run again by inTx as soon as the first commits.)
+		if err := db.execOne(ctx, tx, `UPDATE clients SET updated_at = updated_at WHERE id = $1`, clientID); err != nil {
 			return err
 		}
 		var total, found int
@@ -215,7 +216,7 @@ FROM client_secrets WHERE client_id = $2`, secretID, clientID).Scan(&total, &fou
 		case total == 1:
 			return fmt.Errorf("%w: it is the client's last secret", auth.ErrConflict)
 		}
-		return execOne(ctx, tx, `DELETE FROM client_secrets WHERE client_id = $1 AND id = $2`, clientID, secretID)
+		return db.execOne(ctx, tx, `DELETE FROM client_secrets WHERE client_id = $1 AND id = $2`, clientID, secretID)
 	})
 	if err != nil {
 		return fmt.Errorf("delete secret %q of client %q: %w", secretID, clientID, err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/gatehouse/gatehouse/internal/auth"
@@ -46,7 +45,7 @@ RETURNING id, created_at, version`,
 		g.ID, g.ClientID, g.APIID, jsonList(g.Scopes), g.Version, millis(g.CreatedAt), millis(g.UpdatedAt),
 	).Scan(&g.ID, &created, &g.Version)
 	if err != nil {
-		return fmt.Errorf("put grant of api %q to client %q: %w", g.APIID, g.ClientID, translate(err))
+		return fmt.Errorf("put grant of api %q to client %q: %w", g.APIID, g.ClientID, db.translate(err))
 	}
 	g.CreatedAt = fromMillis(created)
 	return nil
@@ -56,7 +55,7 @@ RETURNING id, created_at, version`,
 // client has a grant for the API already, and auth.ErrNotFound if the client or the API does not exist.
 func (db *DB) CreateGrant(ctx context.Context, g *auth.Grant) error {
 	// A missing client or API fails a foreign key, which translate makes auth.ErrNotFound.
-	err := exec(ctx, db.db, `INSERT INTO grants (id, client_id, api_id, scopes, version, created_at, updated_at)
+	err := db.exec(ctx, db.db, `INSERT INTO grants (id, client_id, api_id, scopes, version, created_at, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 		g.ID, g.ClientID, g.APIID, jsonList(g.Scopes), g.Version, millis(g.CreatedAt), millis(g.UpdatedAt))
 	if err != nil {
@@ -70,7 +69,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 // differs.
 func (db *DB) UpdateGrant(ctx context.Context, g *auth.Grant) error {
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		return updateVersioned(ctx, tx, "grants", g.ID, `UPDATE grants
+		return db.updateVersioned(ctx, tx, "grants", g.ID, `UPDATE grants
 SET scopes = $1, updated_at = $2, version = version + 1
 WHERE id = $3 AND version = $4`,
 			jsonList(g.Scopes), millis(g.UpdatedAt), g.ID, g.Version)
@@ -85,10 +84,7 @@ WHERE id = $3 AND version = $4`,
 // FindGrant returns the grant with the given ID, or auth.ErrNotFound.
 func (db *DB) FindGrant(ctx context.Context, id string) (*auth.Grant, error) {
 	g, err := scanGrant(db.db.QueryRowContext(ctx, `SELECT `+grantColumns+` FROM grants g WHERE g.id = $1`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		err = auth.ErrNotFound
-	}
-	if err != nil {
+	if err = db.rowErr(err); err != nil {
 		return nil, fmt.Errorf("find grant %q: %w", id, err)
 	}
 	return g, nil
@@ -96,7 +92,7 @@ func (db *DB) FindGrant(ctx context.Context, id string) (*auth.Grant, error) {
 
 // ListGrants returns the client's grants ordered by APIID; an unknown client has none.
 func (db *DB) ListGrants(ctx context.Context, clientID string) ([]*auth.Grant, error) {
-	grants, err := queryList(ctx, db.db, scanGrant,
+	grants, err := queryList(ctx, db, scanGrant,
 		`SELECT `+grantColumns+` FROM grants g WHERE g.client_id = $1 ORDER BY g.api_id`, clientID)
 	if err != nil {
 		return nil, fmt.Errorf("list grants of client %q: %w", clientID, err)
@@ -117,7 +113,7 @@ func (db *DB) ListGrantsPage(ctx context.Context, f auth.GrantFilter) ([]*auth.G
 		q.where("g.client_id IN (SELECT id FROM clients WHERE org_id = %s)", f.OrgID)
 	}
 	orderLimit := q.page("g.id", f.Page)
-	grants, err := queryList(ctx, db.db, scanGrant,
+	grants, err := queryList(ctx, db, scanGrant,
 		`SELECT `+grantColumns+` FROM grants g `+q.clause()+` `+orderLimit, q.args...)
 	if err != nil {
 		return nil, fmt.Errorf("list grants (client %q, api %q, organization %q) after %q: %w",

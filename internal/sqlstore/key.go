@@ -13,7 +13,7 @@ import (
 // CreateSigningKey stores a new key. It returns auth.ErrConflict if the ID is taken, or if k.State is
 // auth.KeyCurrent and the algorithm has a current key already (a unique index allows one).
 func (db *DB) CreateSigningKey(ctx context.Context, k *auth.SigningKey) error {
-	err := exec(ctx, db.db, `INSERT INTO signing_keys (id, alg, state, public_jwk, private, created_at, updated_at)
+	err := db.exec(ctx, db.db, `INSERT INTO signing_keys (id, alg, state, public_jwk, private, created_at, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 		k.ID, string(k.Alg), string(k.State), blob(k.PublicJWK), blob(k.Private), millis(k.CreatedAt), millis(k.UpdatedAt))
 	if err != nil {
@@ -27,7 +27,7 @@ func (db *DB) ListSigningKeys(ctx context.Context) ([]*auth.SigningKey, error) {
 	rows, err := db.db.QueryContext(ctx, `SELECT id, alg, state, public_jwk, private, created_at, updated_at
 FROM signing_keys ORDER BY created_at, id`)
 	if err != nil {
-		return nil, fmt.Errorf("list signing keys: %w", err)
+		return nil, fmt.Errorf("list signing keys: %w", db.translate(err))
 	}
 	defer rows.Close()
 	keys := []*auth.SigningKey{}
@@ -37,14 +37,14 @@ FROM signing_keys ORDER BY created_at, id`)
 			created, updated int64
 		)
 		if err := rows.Scan(&k.ID, &k.Alg, &k.State, &k.PublicJWK, &k.Private, &created, &updated); err != nil {
-			return nil, fmt.Errorf("list signing keys: %w", err)
+			return nil, fmt.Errorf("list signing keys: %w", db.translate(err))
 		}
 		k.CreatedAt = fromMillis(created)
 		k.UpdatedAt = fromMillis(updated)
 		keys = append(keys, &k)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list signing keys: %w", err)
+		return nil, fmt.Errorf("list signing keys: %w", db.translate(err))
 	}
 	return keys, nil
 }
@@ -55,7 +55,7 @@ FROM signing_keys ORDER BY created_at, id`)
 func (db *DB) UpdateSigningKeyState(ctx context.Context, kid string, from, to auth.KeyState, at time.Time) error {
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		// The unique index on current keys turns a second current key into auth.ErrConflict.
-		err := execOne(ctx, tx, `UPDATE signing_keys SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4`,
+		err := db.execOne(ctx, tx, `UPDATE signing_keys SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4`,
 			string(to), millis(at), kid, string(from))
 		if !errors.Is(err, auth.ErrNotFound) {
 			return err
@@ -78,7 +78,7 @@ func (db *DB) UpdateSigningKeyState(ctx context.Context, kid string, from, to au
 
 // DeleteSigningKey removes a key. It returns auth.ErrNotFound if there is none.
 func (db *DB) DeleteSigningKey(ctx context.Context, kid string) error {
-	if err := execOne(ctx, db.db, `DELETE FROM signing_keys WHERE id = $1`, kid); err != nil {
+	if err := db.execOne(ctx, db.db, `DELETE FROM signing_keys WHERE id = $1`, kid); err != nil {
 		return fmt.Errorf("delete signing key %q: %w", kid, err)
 	}
 	return nil

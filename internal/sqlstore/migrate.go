@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"fmt"
 	"io/fs"
@@ -55,10 +56,15 @@ func loadMigrations(dialect string) ([]migration, error) {
 	return ms, nil
 }
 
+// migrationLock is the key of the PostgreSQL advisory lock that migrate holds: "gatehous" in ASCII. The lock is
+// the database's (a cluster's databases each have their own), and an application sharing the database would have to
+// pick the same key to collide.
+const migrationLock int64 = 0x67617465686f7573
+
 // migrate applies the dialect's migrations that the database lacks, in order, each in its own transaction. It is a
 // no-op on an up-to-date database, and safe when several processes open the same database at once.
-func (db *DB) migrate(ctx context.Context, dialect string) error {
-	ms, err := loadMigrations(dialect)
+func (db *DB) migrate(ctx context.Context) error {
+	ms, err := loadMigrations(db.dialect)
 	if err != nil {
 		return err
 	}
@@ -69,16 +75,34 @@ func (db *DB) migrate(ctx context.Context, dialect string) error {
 // recorded around it: a migration merged after a higher-numbered one had already been applied (0003 arriving on a
 // database at 0004) is applied then, after it. So a migration must not depend on one numbered after it. A database
 // that records a version ms lacks was migrated by another build, and is refused.
+//
+// Processes that migrate at once take turns. On PostgreSQL, applyMissing does all its work on one connection that
+// holds an advisory lock (a session's), from creating schema_migrations (which concurrent CREATE TABLE IF NOT
+// EXISTS would race on) to the last migration. SQLite has no such lock, nor needs one: each migration's transaction
+// begins IMMEDIATE, taking the database's write lock, and apply checks again in it that no other process applied
+// the migration first.
 func (db *DB) applyMissing(ctx context.Context, ms []migration) error {
-	if _, err := db.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	conn, err := db.db.Conn(ctx)
+	if err != nil {
+		return db.translate(err)
+	}
+	defer conn.Close()
+	if db.dialect == postgresDialect {
+		if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, migrationLock); err != nil {
+			return fmt.Errorf("lock the migrations: %w", db.translate(err))
+		}
+		defer unlockMigrations(ctx, conn)
+	}
+
+	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 	version    BIGINT PRIMARY KEY,
 	applied_at BIGINT NOT NULL
 )`); err != nil {
-		return fmt.Errorf("create schema_migrations: %w", err)
+		return fmt.Errorf("create schema_migrations: %w", db.translate(err))
 	}
-	applied, err := db.appliedVersions(ctx)
+	applied, err := appliedVersions(ctx, conn)
 	if err != nil {
-		return fmt.Errorf("read schema version: %w", err)
+		return fmt.Errorf("read schema version: %w", db.translate(err))
 	}
 	known := make(map[int64]bool, len(ms))
 	for _, m := range ms {
@@ -97,16 +121,29 @@ func (db *DB) applyMissing(ctx context.Context, ms []migration) error {
 		if slices.Contains(applied, m.version) {
 			continue
 		}
-		if err := db.inTx(ctx, func(tx *sql.Tx) error { return apply(ctx, tx, m) }); err != nil {
+		// A plain transaction, not inTx's retried one: the lock (or SQLite's write lock) keeps other migrators out.
+		if err := db.runTx(ctx, conn, nil, func(tx *sql.Tx) error { return apply(ctx, tx, m) }); err != nil {
 			return fmt.Errorf("migration %s: %w", m.name, err)
 		}
 	}
 	return nil
 }
 
+// unlockMigrations releases migrate's advisory lock, even once ctx is done. If it cannot, it closes the connection
+// instead of returning it to the pool, which ends the session and so releases the lock.
+func unlockMigrations(ctx context.Context, conn *sql.Conn) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, migrationLock); err != nil {
+		conn.Raw(func(any) error { return driver.ErrBadConn }) // database/sql closes a connection that returns it
+	}
+}
+
 // appliedVersions returns the versions schema_migrations records, in increasing order.
-func (db *DB) appliedVersions(ctx context.Context) ([]int64, error) {
-	rows, err := db.db.QueryContext(ctx, `SELECT version FROM schema_migrations ORDER BY version`)
+func appliedVersions(ctx context.Context, q interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}) ([]int64, error) {
+	rows, err := q.QueryContext(ctx, `SELECT version FROM schema_migrations ORDER BY version`)
 	if err != nil {
 		return nil, err
 	}

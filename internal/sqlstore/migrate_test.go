@@ -26,7 +26,7 @@ func TestUpgradeFrom1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := &DB{db: sdb}
+	old := &DB{db: sdb, dialect: sqliteDialect}
 	if _, err := sdb.ExecContext(ctx, `CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
 		t.Fatal(err)
 	}

@@ -59,7 +59,7 @@ func scanOrg(row scanner) (*auth.Org, error) {
 // CreateOrg stores a new organization with its Version as given. It returns auth.ErrConflict if the ID or Name
 // is taken.
 func (db *DB) CreateOrg(ctx context.Context, o *auth.Org) error {
-	err := exec(ctx, db.db, `INSERT INTO orgs (`+orgColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+	err := db.exec(ctx, db.db, `INSERT INTO orgs (`+orgColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 		o.ID, o.Name, o.Description, o.APIKeyPrefix, encodeOrgGrants(o.AllowedGrants), o.Version,
 		millis(o.CreatedAt), millis(o.UpdatedAt))
 	if err != nil {
@@ -73,7 +73,7 @@ func (db *DB) CreateOrg(ctx context.Context, o *auth.Org) error {
 // version differs, and auth.ErrConflict if the new Name is taken.
 func (db *DB) UpdateOrg(ctx context.Context, o *auth.Org) error {
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		return updateVersioned(ctx, tx, "orgs", o.ID, `UPDATE orgs
+		return db.updateVersioned(ctx, tx, "orgs", o.ID, `UPDATE orgs
 SET name = $1, description = $2, api_key_prefix = $3, allowed_grants = $4, updated_at = $5, version = version + 1
 WHERE id = $6 AND version = $7`,
 			o.Name, o.Description, o.APIKeyPrefix, encodeOrgGrants(o.AllowedGrants), millis(o.UpdatedAt),
@@ -89,10 +89,7 @@ WHERE id = $6 AND version = $7`,
 // FindOrg returns the organization with the given ID, or auth.ErrNotFound.
 func (db *DB) FindOrg(ctx context.Context, id string) (*auth.Org, error) {
 	o, err := scanOrg(db.db.QueryRowContext(ctx, `SELECT `+orgColumns+` FROM orgs WHERE id = $1`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		err = auth.ErrNotFound
-	}
-	if err != nil {
+	if err = db.rowErr(err); err != nil {
 		return nil, fmt.Errorf("find organization %q: %w", id, err)
 	}
 	return o, nil
@@ -102,7 +99,7 @@ func (db *DB) FindOrg(ctx context.Context, id string) (*auth.Org, error) {
 func (db *DB) ListOrgs(ctx context.Context, p auth.Page) ([]*auth.Org, error) {
 	var f filter
 	orderLimit := f.page("id", p)
-	orgs, err := queryList(ctx, db.db, scanOrg, `SELECT `+orgColumns+` FROM orgs `+f.clause()+` `+orderLimit, f.args...)
+	orgs, err := queryList(ctx, db, scanOrg, `SELECT `+orgColumns+` FROM orgs `+f.clause()+` `+orderLimit, f.args...)
 	if err != nil {
 		return nil, fmt.Errorf("list organizations after %q: %w", p.After, err)
 	}
@@ -125,9 +122,9 @@ func (db *DB) DeleteOrg(ctx context.Context, id string, version int64) error {
 		// row and owners. (A SQLite write transaction holds the database's write lock already.)
 		var err error
 		if version == 0 {
-			err = execOne(ctx, tx, `UPDATE orgs SET updated_at = updated_at WHERE id = $1`, id)
+			err = db.execOne(ctx, tx, `UPDATE orgs SET updated_at = updated_at WHERE id = $1`, id)
 		} else {
-			err = updateVersioned(ctx, tx, "orgs", id,
+			err = db.updateVersioned(ctx, tx, "orgs", id,
 				`UPDATE orgs SET updated_at = updated_at WHERE id = $1 AND version = $2`, id, version)
 		}
 		if err != nil {
@@ -145,7 +142,7 @@ func (db *DB) DeleteOrg(ctx context.Context, id string, version int64) error {
 		}
 		// Where a row lock does not keep others from adding an owned row (PostgreSQL's foreign key checks take a
 		// weaker one), the foreign key refuses the delete instead: the organization is still referenced.
-		err = exec(ctx, tx, `DELETE FROM orgs WHERE id = $1`, id)
+		err = db.exec(ctx, tx, `DELETE FROM orgs WHERE id = $1`, id)
 		if errors.Is(err, auth.ErrNotFound) {
 			return fmt.Errorf("%w: the organization still owns something: %v", auth.ErrConflict, err)
 		}

@@ -54,34 +54,30 @@ func (f *filter) page(key string, p auth.Page) (orderLimit string) {
 }
 
 // queryList runs a query and scans each row with scan. The list is empty, never nil, when there are no rows.
-func queryList[T any](ctx context.Context, db *sql.DB, scan func(scanner) (*T, error), query string,
+func queryList[T any](ctx context.Context, db *DB, scan func(scanner) (*T, error), query string,
 	args ...any) ([]*T, error) {
-	rows, err := db.QueryContext(ctx, query, args...)
+	rows, err := db.db.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, err
+		return nil, db.translate(err)
 	}
 	defer rows.Close()
 	list := []*T{}
 	for rows.Next() {
 		v, err := scan(rows)
 		if err != nil {
-			return nil, err
+			return nil, db.translate(err)
 		}
 		list = append(list, v)
 	}
-	return list, rows.Err()
+	return list, db.translate(rows.Err())
 }
 
 // updateVersioned runs update, an UPDATE (or DELETE) of the row of table with the given id that matches only while
 // the row has the version the caller read, as one compare-and-swap. If it changes no row, it tells a missing row
 // (auth.ErrNotFound) from a changed one (auth.ErrStale). Run it in a transaction, so that the two answer about the
 // same row.
-func updateVersioned(ctx context.Context, tx *sql.Tx, table, id, update string, args ...any) error {
-	res, err := tx.ExecContext(ctx, update, args...)
-	if err != nil {
-		return translate(err)
-	}
-	n, err := res.RowsAffected()
+func (db *DB) updateVersioned(ctx context.Context, tx *sql.Tx, table, id, update string, args ...any) error {
+	n, err := db.execCount(ctx, tx, update, args...)
 	if err != nil {
 		return err
 	}
@@ -90,7 +86,7 @@ func updateVersioned(ctx context.Context, tx *sql.Tx, table, id, update string, 
 	}
 	var found int
 	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+table+` WHERE id = $1`, id).Scan(&found); err != nil {
-		return err
+		return db.translate(err)
 	}
 	if found == 0 {
 		return auth.ErrNotFound
@@ -104,10 +100,10 @@ func updateVersioned(ctx context.Context, tx *sql.Tx, table, id, update string, 
 // foreign keys' ON DELETE CASCADE.
 func (db *DB) deleteVersioned(ctx context.Context, table, id string, version int64) error {
 	if version == 0 {
-		return execOne(ctx, db.db, `DELETE FROM `+table+` WHERE id = $1`, id)
+		return db.execOne(ctx, db.db, `DELETE FROM `+table+` WHERE id = $1`, id)
 	}
 	return db.inTx(ctx, func(tx *sql.Tx) error {
-		return updateVersioned(ctx, tx, table, id, `DELETE FROM `+table+` WHERE id = $1 AND version = $2`, id, version)
+		return db.updateVersioned(ctx, tx, table, id, `DELETE FROM `+table+` WHERE id = $1 AND version = $2`, id, version)
 	})
 }
 

@@ -36,12 +36,13 @@ func TestSQLite(t *testing.T) {
 
 func TestOpenUnsupported(t *testing.T) {
 	tests := []string{
-		"postgres://gatehouse:s3cret@db.example.com/gatehouse",
-		"postgresql://gatehouse:s3cret@db.example.com/gatehouse",
 		"mysql:gatehouse:s3cret@/gatehouse",
+		"postgres:gatehouse:s3cret@db.example.com/gatehouse",
+		"postgresql:host=db.example.com password=s3cret",
 		"gatehouse.db",
 		"",
 		"SQLITE:gatehouse.db",
+		"POSTGRES://gatehouse:s3cret@db.example.com/gatehouse",
 	}
 	for _, dsn := range tests {
 		db, err := Open(t.Context(), dsn)
@@ -50,8 +51,10 @@ func TestOpenUnsupported(t *testing.T) {
 			t.Errorf("Open(%q) succeeded, want an error", dsn)
 			continue
 		}
-		if !strings.Contains(err.Error(), "sqlite:PATH") {
-			t.Errorf("Open(%q) = %q, want an error naming the supported form sqlite:PATH", dsn, err)
+		for _, form := range []string{"sqlite:PATH", "postgres://USER:PASSWORD@HOST:PORT/DATABASE"} {
+			if !strings.Contains(err.Error(), form) {
+				t.Errorf("Open(%q) = %q, want an error naming the supported form %s", dsn, err, form)
+			}
 		}
 		if strings.Contains(err.Error(), "s3cret") {
 			t.Errorf("Open(%q) = %q, which shows the password", dsn, err)
@@ -200,19 +203,29 @@ func TestNewerSchema(t *testing.T) {
 }
 
 func TestMigrations(t *testing.T) {
-	ms, err := loadMigrations("sqlite")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ms) == 0 || ms[0].version != 1 {
-		t.Fatalf("sqlite migrations start at %v, want version 1", ms)
-	}
-	// Versions increase, with gaps where a version is reserved for a change still on another branch.
-	for i := 1; i < len(ms); i++ {
-		if ms[i].version <= ms[i-1].version {
-			t.Errorf("migration %s has version %d, after %s's %d: want increasing versions", ms[i].name, ms[i].version,
-				ms[i-1].name, ms[i-1].version)
+	names := map[string][]string{} // by dialect
+	for _, dialect := range []string{sqliteDialect, postgresDialect} {
+		ms, err := loadMigrations(dialect)
+		if err != nil {
+			t.Fatal(err)
 		}
+		if len(ms) == 0 || ms[0].version != 1 {
+			t.Fatalf("%s migrations start at %v, want version 1", dialect, ms)
+		}
+		// Versions increase, with gaps where a version is reserved for a change still on another branch.
+		for i := 1; i < len(ms); i++ {
+			if ms[i].version <= ms[i-1].version {
+				t.Errorf("%s migration %s has version %d, after %s's %d: want increasing versions", dialect, ms[i].name,
+					ms[i].version, ms[i-1].name, ms[i-1].version)
+			}
+		}
+		for _, m := range ms {
+			names[dialect] = append(names[dialect], m.name)
+		}
+	}
+	// The DML is shared: the dialects' schemas change together, one migration for one.
+	if diff := cmp.Diff(names[sqliteDialect], names[postgresDialect]); diff != "" {
+		t.Errorf("migrations: the dialects' sets differ (-sqlite +postgres):\n%s", diff)
 	}
 }
 
@@ -225,7 +238,7 @@ func TestMigrateGap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db := &DB{db: sdb}
+	db := &DB{db: sdb, dialect: sqliteDialect}
 	defer db.Close()
 	m := func(v int64) migration {
 		// Each creates a table, so that applying one twice fails.
@@ -244,7 +257,7 @@ func TestMigrateGap(t *testing.T) {
 			t.Errorf("table of migration %d: %v", v, err)
 		}
 	}
-	got, err := db.appliedVersions(ctx)
+	got, err := appliedVersions(ctx, sdb)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +274,12 @@ func TestMigrateGap(t *testing.T) {
 
 // TestTranslate checks the mapping of real driver errors to the auth errors.
 func TestTranslate(t *testing.T) {
-	db := mustOpen(t, tempDSN(t))
+	testTranslateConstraints(t, mustOpen(t, tempDSN(t)))
+}
+
+// testTranslateConstraints checks the mapping of constraint violations to the auth errors, on a new database.
+func testTranslateConstraints(t *testing.T, db *DB) {
+	t.Helper()
 	ctx := t.Context()
 	setup := []string{
 		`INSERT INTO apis (id, identifier, name, scopes, token_lifetime, signing_alg, created_at, updated_at)
@@ -276,28 +294,29 @@ func TestTranslate(t *testing.T) {
 	tests := []struct {
 		name  string
 		query string
+		args  []any
 		want  error // nil: neither ErrConflict nor ErrNotFound
 	}{
 		{"primary key", `INSERT INTO clients (id, name, description, disabled, created_at, updated_at)
-			VALUES ('c1', 'C', '', FALSE, 0, 0)`, auth.ErrConflict},
+			VALUES ('c1', 'C', '', FALSE, 0, 0)`, nil, auth.ErrConflict},
 		{"unique", `INSERT INTO apis (id, identifier, name, scopes, token_lifetime, signing_alg, created_at, updated_at)
-			VALUES ('api_2', 'urn:one', 'Two', '[]', 60, 'RS256', 0, 0)`, auth.ErrConflict},
+			VALUES ('api_2', 'urn:one', 'Two', '[]', 60, 'RS256', 0, 0)`, nil, auth.ErrConflict},
 		{"foreign key", `INSERT INTO grants (id, client_id, api_id, scopes, created_at, updated_at)
-			VALUES ('g1', 'c1', 'api_none', '[]', 0, 0)`, auth.ErrNotFound},
+			VALUES ('g1', 'c1', 'api_none', '[]', 0, 0)`, nil, auth.ErrNotFound},
 		{"not null", `INSERT INTO clients (id, name, description, disabled, created_at, updated_at)
-			VALUES ('c2', NULL, '', FALSE, 0, 0)`, nil},
+			VALUES ('c2', NULL, '', FALSE, 0, 0)`, nil, nil},
 		{"check", `INSERT INTO signing_keys (id, alg, state, public_jwk, private, created_at, updated_at)
-			VALUES ('k1', 'RS256', 'bogus', x'00', x'00', 0, 0)`, nil},
-		{"syntax", `INSERT INTO`, nil},
+			VALUES ('k1', 'RS256', 'bogus', $1, $1, 0, 0)`, []any{[]byte{0}}, nil},
+		{"syntax", `INSERT INTO`, nil, nil},
 	}
 	for _, tt := range tests {
-		_, err := db.db.ExecContext(ctx, tt.query)
+		_, err := db.db.ExecContext(ctx, tt.query, tt.args...)
 		if err == nil {
 			t.Errorf("%s: the statement succeeded, want a driver error", tt.name)
 			continue
 		}
-		got := translate(err)
-		for _, sentinel := range []error{auth.ErrConflict, auth.ErrNotFound} {
+		got := db.translate(err)
+		for _, sentinel := range []error{auth.ErrConflict, auth.ErrNotFound, auth.ErrUnavailable} {
 			if is, want := errors.Is(got, sentinel), sentinel == tt.want; is != want {
 				t.Errorf("%s: errors.Is(translate(%v), %v) = %v, want %v", tt.name, err, sentinel, is, want)
 			}
@@ -305,13 +324,16 @@ func TestTranslate(t *testing.T) {
 		if !strings.Contains(got.Error(), err.Error()) {
 			t.Errorf("%s: translate(%q) = %q, want the driver's message kept", tt.name, err, got)
 		}
+		if again := db.translate(got); again.Error() != got.Error() {
+			t.Errorf("%s: translate(translate(%q)) = %q, want it unchanged", tt.name, err, again)
+		}
 	}
 
-	if err := translate(nil); err != nil {
+	if err := db.translate(nil); err != nil {
 		t.Errorf("translate(nil) = %v, want nil", err)
 	}
 	other := errors.New("other")
-	if err := translate(other); err != other {
+	if err := db.translate(other); err != other {
 		t.Errorf("translate(%v) = %v, want it unchanged", other, err)
 	}
 }
@@ -320,7 +342,12 @@ func TestTranslate(t *testing.T) {
 // wants every call to succeed: writers wait for each other instead of failing with "database is locked".
 func TestConcurrentReadWrite(t *testing.T) {
 	dsn := tempDSN(t)
-	dbs := []*DB{mustOpen(t, dsn), mustOpen(t, dsn)}
+	testConcurrentReadWrite(t, mustOpen(t, dsn), mustOpen(t, dsn))
+}
+
+// testConcurrentReadWrite runs readers and writers at once on dbs, handles of one new database, and wants every call
+// to succeed.
+func testConcurrentReadWrite(t *testing.T, dbs ...*DB) {
 	ctx := t.Context()
 	t0 := time.Now().UTC().Truncate(time.Millisecond)
 	if err := dbs[0].CreateAPI(ctx, &auth.API{ID: "api_1", Identifier: "urn:one", Name: "One", Scopes: []auth.Scope{{Name: "read"}},
