@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -18,7 +19,6 @@ import (
 	"github.com/gatehouse/gatehouse/internal/auth"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/rootkey"
-	"github.com/gatehouse/gatehouse/internal/sqlstore"
 )
 
 func newApplyCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -47,8 +47,8 @@ taken from the file.`,
 				return usageError{errors.New("-f FILE is required")}
 			case db != "" && changed(cmd, "server"):
 				return usageError{errors.New("give --db (write the database) or --server (go through the API), not both")}
-			case db != "" && !strings.HasPrefix(db, "sqlite:"):
-				return usageError{fmt.Errorf("--db %q: use sqlite:PATH", db)}
+			case db != "" && checkDB(db) != nil:
+				return checkDB(db)
 			case db == "" && changed(cmd, "root-key-file"):
 				return usageError{errors.New("--root-key-file goes with --db")}
 			}
@@ -74,7 +74,7 @@ taken from the file.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&file, "file", "f", "", "the declarative YAML file (required)")
-	fl.StringVar(&db, "db", "", "apply to this database directly (sqlite:PATH) instead of through a server")
+	fl.StringVar(&db, "db", "", "apply to this database directly (sqlite:PATH or postgres://…) instead of through a server")
 	fl.StringVar(&rootKeyFile, "root-key-file", "", "with --db: the file holding the base64 root key (else GATEHOUSE_ROOT_KEY)")
 	a.register(fl, false)
 	return cmd
@@ -124,7 +124,9 @@ func applyToDB(ctx context.Context, f *config.File, db, rootKeyFile string) (*co
 	default:
 		return nil, errors.New("no root key: with --db, set GATEHOUSE_ROOT_KEY or pass --root-key-file, as for gatehouse serve")
 	}
-	store, err := sqlstore.Open(ctx, db)
+	// On PostgreSQL, the running servers hear of what this changes (their client caches drop it) as they would of a
+	// change through the API.
+	store, err := openStore(ctx, db, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}

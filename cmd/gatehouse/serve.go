@@ -21,35 +21,40 @@ import (
 	"github.com/gatehouse/gatehouse/internal/apikey"
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/auth"
+	"github.com/gatehouse/gatehouse/internal/changes"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/issuer"
 	"github.com/gatehouse/gatehouse/internal/keyset"
 	"github.com/gatehouse/gatehouse/internal/limit"
+	"github.com/gatehouse/gatehouse/internal/pgnotify"
 	"github.com/gatehouse/gatehouse/internal/revocation"
 	"github.com/gatehouse/gatehouse/internal/rootkey"
 	"github.com/gatehouse/gatehouse/internal/server"
-	"github.com/gatehouse/gatehouse/internal/sqlstore"
 )
 
 // Main is the wiring of `gatehouse serve`, in the order it happens. End-to-end tests use it to run the real thing.
 type Main struct {
 	Addr       string        // listen address; ":0" picks a free port
-	DB         string        // sqlite:PATH
+	DB         string        // sqlite:PATH or postgres://…
+	Redis      string        // redis://… to share rate limits across instances; "" for per-instance limits
 	IssuerURL  string        // default http://<addr>/
 	ConfigFile string        // declarative file applied at start, or ""
 	RootKey    *rootkey.Key  // required
 	JWKSMaxAge time.Duration // Cache-Control max-age of the JWKS
 	CacheTTL   time.Duration // how long a client read from the store is reused
-	Logger     *slog.Logger
-	Stderr     io.Writer // where generated secrets are printed once
-	LookupEnv  func(string) (string, bool)
-	extra      *config.File // applied after ConfigFile (gatehouse dev's demo resources)
+	// StaleIfError is how much longer than CacheTTL a cached client or API key is still used while the database
+	// cannot be reached; 0 for never.
+	StaleIfError time.Duration
+	Logger       *slog.Logger
+	Stderr       io.Writer // where generated secrets are printed once
+	LookupEnv    func(string) (string, bool)
+	extra        *config.File // applied after ConfigFile (gatehouse dev's demo resources)
 
 	// The signing key schedule (keyset.Options): rotation period, publication ahead, least retention; zero values
 	// are the defaults.
 	RotateEvery, PublishAhead, KeyRetention time.Duration
 	RevocationPoll                          time.Duration // how often revocations made by other instances are read
-	// Issuance limits and the audit log. The limits are kept in process: one instance.
+	// Issuance limits and the audit log. The limits are kept in process, or shared through Redis.
 	AuditRetention time.Duration         // how long audit events are kept: 0 for 90 days, negative for ever
 	AuthThrottle   limit.ThrottleOptions // limits on failed client authentication; zero for the defaults
 	TrustedProxies []netip.Prefix        // reverse proxies whose X-Forwarded-For is believed
@@ -58,6 +63,9 @@ type Main struct {
 	APIKeys        *apikey.Checker       // set by Open; Serve runs it (last-used times, pruning)
 
 	Store    auth.Store
+	store    *openedStore
+	limits   *limiters
+	applier  *changes.Applier // applies the changes other instances publish; nil on SQLite
 	Keys     *keyset.Keyset
 	Issuer   *issuer.Issuer
 	Hasher   *auth.SecretHasher
@@ -96,6 +104,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 			m.Close()
 		}
 	}()
+	if m.limits, err = newLimiters(m.Redis, m.Logger); err != nil {
+		return err
+	}
 	if err = m.openStore(ctx); err != nil {
 		return err
 	}
@@ -136,21 +147,31 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		m.IssuerURL = m.URL + "/"
 	}
 	m.APIKeys = apikey.NewChecker(m.Store, auth.NewSecretHasher(m.RootKey.Derive("api key hashing")),
-		apikey.CheckerOptions{CacheTTL: m.CacheTTL, Logger: m.Logger})
-	m.Issuer = issuer.New(m.Store, m.Keys, m.Hasher, issuer.Options{Issuer: m.IssuerURL, CacheTTL: m.CacheTTL, Logger: m.Logger, Verifier: m.Keys, Revocations: m.Revocations,
-		Limiter: limit.NewMemory(0), Throttle: limit.NewThrottle(limit.NewMemory(0), m.AuthThrottle), Audit: m.Audit,
+		apikey.CheckerOptions{CacheTTL: m.CacheTTL, StaleIfError: m.StaleIfError, Logger: m.Logger})
+	m.Issuer = issuer.New(m.Store, m.Keys, m.Hasher, issuer.Options{Issuer: m.IssuerURL, CacheTTL: m.CacheTTL, StaleIfError: m.StaleIfError,
+		Logger: m.Logger, Verifier: m.Keys, Revocations: m.Revocations,
+		Limiter: m.limits.rate, Throttle: limit.NewThrottle(m.limits.throttle, m.AuthThrottle), Audit: m.Audit,
 		APIKeys: m.APIKeys})
+	checks := []server.Check{{Name: "rate_limits", Run: m.limits.check}}
+	if bus := m.store.bus; bus != nil {
+		m.applier = changes.NewApplier()
+		m.applier.Clients, m.applier.APIKeys, m.applier.Logger = m.Issuer, m.APIKeys, m.Logger
+		m.applier.SigningKeys, m.applier.Revocations = m.Keys.Load, m.Revocations.Poll
+		checks = append(checks, server.Check{Name: "changes", Run: changesCheck(bus)})
+	}
 	srv := server.New(server.Config{Issuer: m.Issuer, Keys: m.Keys, Store: m.Store, Revocations: m.Revocations, IssuerURL: m.IssuerURL, Logger: m.Logger,
-		Hasher: m.Hasher, Audit: m.Audit, TrustedProxies: m.TrustedProxies, APIKeys: m.APIKeys, APIKeyPrefix: m.APIKeyPrefix})
+		Hasher: m.Hasher, Audit: m.Audit, TrustedProxies: m.TrustedProxies, APIKeys: m.APIKeys, APIKeyPrefix: m.APIKeyPrefix,
+		Checks: checks})
 	m.http = server.NewHTTPServer(m.Addr, srv.Handler(), m.Logger)
 	return nil
 }
 
 // openStore opens the database and checks that it belongs to the root key.
 func (m *Main) openStore(ctx context.Context) (err error) {
-	if m.Store, err = sqlstore.Open(ctx, m.DB); err != nil {
+	if m.store, err = openStore(ctx, m.DB, m.Logger); err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}
+	m.Store = m.store
 	if err = m.RootKey.Check(ctx, m.Store); err != nil {
 		return err
 	}
@@ -232,7 +253,12 @@ func (m *Main) auditApply(ctx context.Context, res *config.Result) {
 // finish (up to 15 s) before it returns.
 func (m *Main) Serve(ctx context.Context) error {
 	m.Logger.Info("gatehouse serving", "addr", m.listener.Addr().String(), "issuer", m.IssuerURL)
-	return serveHTTP(ctx, m.http, m.listener, m.Keys.Run, m.Revocations.Run, m.Audit.Run, m.APIKeys.Run)
+	jobs := []func(context.Context) error{m.Keys.Run, m.Revocations.Run, m.Audit.Run, m.APIKeys.Run}
+	if m.applier != nil {
+		bus := m.store.bus
+		jobs = append(jobs, m.applier.Run, func(ctx context.Context) error { return bus.Run(ctx, m.applier.Apply) })
+	}
+	return serveHTTP(ctx, m.http, m.listener, jobs...)
 }
 
 // shutdownTimeout bounds how long a stopping server waits for requests in flight.
@@ -265,10 +291,26 @@ func (m *Main) Close() error {
 	if m.listener != nil {
 		m.listener.Close()
 	}
-	if m.Store != nil {
-		return m.Store.Close()
+	var err error
+	if m.limits != nil {
+		err = m.limits.Close()
 	}
-	return nil
+	if m.Store != nil {
+		err = errors.Join(m.Store.Close(), err)
+	}
+	return err
+}
+
+// changesCheck is the changes line of /readyz: whether this instance hears other instances' changes. Ready
+// either way: while it does not, cached clients and keys still expire within the cache TTL.
+func changesCheck(bus *pgnotify.Bus) func(context.Context) (string, bool) {
+	return func(context.Context) (string, bool) {
+		listening, since, _ := bus.Status()
+		if listening {
+			return "listening (PostgreSQL LISTEN/NOTIFY)", true
+		}
+		return "not listening since " + since.UTC().Format("2006-01-02T15:04:05Z") + ": other instances' changes reach this one within the cache TTL", true
+	}
 }
 
 // hostPort turns a listen address into one a client can dial: an unspecified host becomes localhost.
@@ -285,11 +327,11 @@ func hostPort(addr string) string {
 
 // serveFlags are the flags of serve (and dev). Each also reads GATEHOUSE_<FLAG>.
 type serveFlags struct {
-	addr, db, issuer, config, rootKeyFile string
-	logFormat, logLevel                   string
-	jwksMaxAge, cacheTTL                  time.Duration
-	keys                                  keyScheduleFlags
-	revocationPoll                        time.Duration
+	addr, db, redis, issuer, config, rootKeyFile string
+	logFormat, logLevel                          string
+	jwksMaxAge, cacheTTL, staleIfError           time.Duration
+	keys                                         keyScheduleFlags
+	revocationPoll                               time.Duration
 	// Issuance limits and the audit log.
 	auditRetention                                time.Duration
 	authFailuresPerClient, authFailuresPerAddress int
@@ -325,14 +367,17 @@ func (f *keyScheduleFlags) check(jwksMaxAge time.Duration) error {
 func (f *serveFlags) register(cmd *cobra.Command, defaultDB string) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.addr, "addr", "127.0.0.1:8080", "address to listen on")
-	fl.StringVar(&f.db, "db", defaultDB, "database: sqlite:PATH")
+	fl.StringVar(&f.db, "db", defaultDB, "database: sqlite:PATH, or postgres://USER@HOST/DB shared by several instances")
+	fl.StringVar(&f.redis, "redis", "", "Redis URL (redis://HOST:PORT) to share rate limits across instances; per-instance limits without it")
 	fl.StringVar(&f.issuer, "issuer", "", "issuer URL, the iss of every token (default http://<addr>/)")
 	fl.StringVar(&f.config, "config", "", "declarative YAML file of APIs and clients, applied at start (upsert)")
 	fl.StringVar(&f.rootKeyFile, "root-key-file", "", "file holding the base64 root key (else GATEHOUSE_ROOT_KEY)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fl.DurationVar(&f.jwksMaxAge, "jwks-max-age", 5*time.Minute, "Cache-Control max-age of the JWKS")
-	fl.DurationVar(&f.cacheTTL, "client-cache-ttl", 5*time.Second, "how long a client read from the database is reused")
+	fl.DurationVar(&f.cacheTTL, "client-cache-ttl", 5*time.Second, "how long a client or API key read from the database is reused")
+	fl.DurationVar(&f.staleIfError, "stale-if-error", 30*time.Second,
+		"how much longer than --client-cache-ttl a cached client or API key is still used while the database is unreachable (0: never)")
 	f.keys.register(fl)
 	fl.DurationVar(&f.revocationPoll, "revocation-poll", revocation.DefaultPollEvery,
 		"how often revocations made through other instances are read: how long a token revoked elsewhere stays valid here")
@@ -379,7 +424,7 @@ func (f *serveFlags) main(cmd *cobra.Command, stderr io.Writer) (*Main, error) {
 	if err != nil {
 		return nil, err
 	}
-	if f.jwksMaxAge < 0 || f.cacheTTL < 0 || f.revocationPoll < 0 {
+	if f.jwksMaxAge < 0 || f.cacheTTL < 0 || f.revocationPoll < 0 || f.staleIfError < 0 {
 		return nil, usageError{errors.New("durations must not be negative")}
 	}
 	if err := f.keys.check(f.jwksMaxAge); err != nil {
@@ -391,11 +436,14 @@ func (f *serveFlags) main(cmd *cobra.Command, stderr io.Writer) (*Main, error) {
 			return nil, usageError{fmt.Errorf("--issuer %q: use the server's public URL, e.g. https://auth.example.com/", f.issuer)}
 		}
 	}
-	if !strings.HasPrefix(f.db, "sqlite:") {
-		return nil, usageError{fmt.Errorf("--db %q: use sqlite:PATH", f.db)}
+	if err := checkDB(f.db); err != nil {
+		return nil, err
 	}
-	m := &Main{Addr: f.addr, DB: f.db, IssuerURL: f.issuer, ConfigFile: f.config, JWKSMaxAge: f.jwksMaxAge,
-		CacheTTL: f.cacheTTL, Logger: log, Stderr: stderr,
+	if err := checkRedis(f.redis); err != nil {
+		return nil, err
+	}
+	m := &Main{Addr: f.addr, DB: f.db, Redis: f.redis, IssuerURL: f.issuer, ConfigFile: f.config, JWKSMaxAge: f.jwksMaxAge,
+		CacheTTL: f.cacheTTL, StaleIfError: f.staleIfError, Logger: log, Stderr: stderr,
 		RotateEvery: f.keys.rotateEvery, PublishAhead: f.keys.publishAhead, KeyRetention: f.keys.retention,
 		RevocationPoll: f.revocationPoll}
 	if err := f.limits(m); err != nil {

@@ -36,7 +36,7 @@ var keyDBOnly = []string{"root-key-file", "log-format", "log-level", "jwks-max-a
 
 func (f *keyDBFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.StringVar(&f.db, "db", "", "act on this database directly (sqlite:PATH), not through a server's management API")
+	fl.StringVar(&f.db, "db", "", "act on this database directly (sqlite:PATH or postgres://…), not through a server's management API")
 	fl.StringVar(&f.rootKeyFile, "root-key-file", "", "with --db: file holding the base64 root key (else GATEHOUSE_ROOT_KEY)")
 	fl.StringVar(&f.logFormat, "log-format", "text", "with --db: log format, text or json")
 	fl.StringVar(&f.logLevel, "log-level", "warn", "with --db: log level, debug, info, warn or error")
@@ -79,12 +79,13 @@ func (f *keyDBFlags) open(cmd *cobra.Command, stderr io.Writer) (*Main, error) {
 	if err := f.keys.check(f.jwksMaxAge); err != nil {
 		return nil, err
 	}
-	path, ok := strings.CutPrefix(f.db, "sqlite:")
-	if !ok || path == "" {
-		return nil, usageError{fmt.Errorf("--db %q: use sqlite:PATH", f.db)}
+	if err := checkDB(f.db); err != nil {
+		return nil, err
 	}
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("no database at %s: point --db at the server's", path)
+	if path, ok := strings.CutPrefix(f.db, "sqlite:"); ok {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no database at %s: point --db at the server's", path)
+		}
 	}
 	m := &Main{DB: f.db, JWKSMaxAge: f.jwksMaxAge, Logger: log, Stderr: stderr,
 		RotateEvery: f.keys.rotateEvery, PublishAhead: f.keys.publishAhead, KeyRetention: f.keys.retention}

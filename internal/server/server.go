@@ -287,7 +287,11 @@ func (s *Server) writeOAuthError(w http.ResponseWriter, r *http.Request, err err
 		if errors.Is(err, context.Canceled) {
 			return // the caller went away
 		}
-		s.Logger.Error("token request failed", "err", err, "request_id", accesslog.From(r.Context()).ID)
+		level := slog.LevelError
+		if errors.Is(err, auth.ErrUnavailable) {
+			level = slog.LevelWarn // an outage, said once per request in the access log too: not a bug to look into
+		}
+		s.Logger.Log(r.Context(), level, "token request failed", "err", err, "request_id", accesslog.From(r.Context()).ID)
 		h.Set("Retry-After", "1")
 		writeJSON(w, http.StatusServiceUnavailable, oauthBody{Error: "temporarily_unavailable", Description: "the server cannot issue tokens right now; retry shortly"})
 		return
