@@ -50,7 +50,10 @@ type Fallback struct {
 	probing   bool       // while degraded, a call is trying the shared Limiter
 }
 
-var _ Limiter = (*Fallback)(nil)
+var (
+	_ Limiter      = (*Fallback)(nil)
+	_ MultiChecker = (*Fallback)(nil)
+)
 
 // NewFallback returns a Fallback that shares limits through shared and falls back on local. local should be used
 // by nothing else.
@@ -83,26 +86,42 @@ func (f *Fallback) Status() FallbackStatus {
 
 // Allow implements Limiter. It never returns an error: when the shared Limiter fails, the local Memory answers.
 func (f *Fallback) Allow(ctx context.Context, key string, rate Rate, now time.Time) (bool, time.Duration, error) {
-	return f.do(ctx, f.shared.Allow, f.local.Allow, key, rate, now)
+	if rate.unlimited() {
+		return true, 0, nil
+	}
+	return f.do(ctx, now,
+		func(ctx context.Context) (bool, time.Duration, error) { return f.shared.Allow(ctx, key, rate, now) },
+		func(ctx context.Context) (bool, time.Duration, error) { return f.local.Allow(ctx, key, rate, now) })
 }
 
 // Check implements Limiter. It never returns an error: when the shared Limiter fails, the local Memory answers.
 func (f *Fallback) Check(ctx context.Context, key string, rate Rate, now time.Time) (bool, time.Duration, error) {
-	return f.do(ctx, f.shared.Check, f.local.Check, key, rate, now)
-}
-
-type limitFunc func(ctx context.Context, key string, rate Rate, now time.Time) (bool, time.Duration, error)
-
-func (f *Fallback) do(ctx context.Context, shared, local limitFunc, key string, rate Rate, now time.Time) (bool, time.Duration, error) {
 	if rate.unlimited() {
 		return true, 0, nil
 	}
+	return f.do(ctx, now,
+		func(ctx context.Context) (bool, time.Duration, error) { return f.shared.Check(ctx, key, rate, now) },
+		func(ctx context.Context) (bool, time.Duration, error) { return f.local.Check(ctx, key, rate, now) })
+}
+
+// CheckAll implements MultiChecker: in one step of the shared Limiter if it is a MultiChecker. It never returns
+// an error: when the shared Limiter fails, the local Memory answers.
+func (f *Fallback) CheckAll(ctx context.Context, wants []Want, now time.Time) (bool, time.Duration, error) {
+	return f.do(ctx, now,
+		func(ctx context.Context) (bool, time.Duration, error) { return CheckAll(ctx, f.shared, wants, now) },
+		func(ctx context.Context) (bool, time.Duration, error) { return CheckAll(ctx, f.local, wants, now) })
+}
+
+type limitFunc func(ctx context.Context) (bool, time.Duration, error)
+
+// do answers with shared while f shares limits, and with local while it is degraded or when shared fails.
+func (f *Fallback) do(ctx context.Context, now time.Time, shared, local limitFunc) (bool, time.Duration, error) {
 	state := f.state.Load()
 	degraded := state%2 == 1
 	if degraded && !f.startProbe(state, now) {
-		return local(ctx, key, rate, now)
+		return local(ctx)
 	}
-	ok, wait, err := shared(ctx, key, rate, now)
+	ok, wait, err := shared(ctx)
 	switch {
 	case err == nil:
 		if degraded {
@@ -119,7 +138,7 @@ func (f *Fallback) do(ctx context.Context, shared, local limitFunc, key string, 
 	default:
 		f.failed(state, err, now)
 	}
-	return local(ctx, key, rate, now)
+	return local(ctx)
 }
 
 // startProbe reports whether the caller, which saw state, is to try the shared Limiter: whether f is still in

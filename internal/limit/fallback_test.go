@@ -402,3 +402,25 @@ func BenchmarkFallbackAllow(b *testing.B) {
 		}
 	})
 }
+
+// TestFallbackCheckAll: CheckAll asks the shared Limiter while it answers, the local Memory once it fails, and
+// refuses when any key is refused, with the longest wait.
+func TestFallbackCheckAll(t *testing.T) {
+	shared := newSwitchable()
+	log, _ := newLogger()
+	f := limit.NewFallback(shared, limit.NewMemory(0), limit.FallbackOptions{Logger: log})
+	a := limit.Want{Key: "a", Rate: limit.Rate{Count: 1, Per: time.Minute}}
+	b := limit.Want{Key: "b", Rate: limit.Rate{Count: 1, Per: 2 * time.Minute}}
+	shared.Allow(ctx, a.Key, a.Rate, t0)
+	shared.Allow(ctx, b.Key, b.Rate, t0)
+	if ok, wait, err := f.CheckAll(ctx, []limit.Want{a, b}, t0); ok || wait != 2*time.Minute || err != nil {
+		t.Errorf("shared: %v %v %v; want refused for 2m, the longer wait", ok, wait, err)
+	}
+	shared.setErr(errors.New("redis down"))
+	if ok, wait, err := f.CheckAll(ctx, []limit.Want{a, b}, t0); !ok || wait != 0 || err != nil {
+		t.Errorf("fallen back on an empty Memory: %v %v %v; want allowed", ok, wait, err)
+	}
+	if f.Status().Shared {
+		t.Error("Status says shared after the shared Limiter failed")
+	}
+}

@@ -46,6 +46,38 @@ type Limiter interface {
 	Check(ctx context.Context, key string, rate Rate, now time.Time) (ok bool, retryAfter time.Duration, err error)
 }
 
+// Want is a key and the rate it is checked under, for CheckAll.
+type Want struct {
+	Key  string
+	Rate Rate
+}
+
+// MultiChecker is a Limiter that checks several keys in one step, which for a shared Limiter is one round trip
+// instead of one per key.
+type MultiChecker interface {
+	// CheckAll reports whether Check would allow each of wants, without taking anything. When one is refused,
+	// retryAfter is the longest wait among those refused.
+	CheckAll(ctx context.Context, wants []Want, now time.Time) (ok bool, retryAfter time.Duration, err error)
+}
+
+// CheckAll checks every want with l: in one step if l is a MultiChecker, else one Check at a time.
+func CheckAll(ctx context.Context, l Limiter, wants []Want, now time.Time) (ok bool, retryAfter time.Duration, err error) {
+	if mc, is := l.(MultiChecker); is {
+		return mc.CheckAll(ctx, wants, now)
+	}
+	ok = true
+	for _, w := range wants {
+		allowed, wait, err := l.Check(ctx, w.Key, w.Rate, now)
+		if err != nil {
+			return false, 0, err
+		}
+		if !allowed {
+			ok, retryAfter = false, max(retryAfter, wait)
+		}
+	}
+	return ok, retryAfter, nil
+}
+
 // gcra answers an event for a key with theoretical arrival time tat at now (both in Unix nanoseconds) under rate,
 // which must be a limit: whether it is allowed, the TAT after taking it, and, when it is not allowed, how long
 // until it would be.

@@ -41,7 +41,8 @@ type Throttle struct {
 }
 
 // NewThrottle returns a Throttle keeping its counts in l. l must not be shared with other users of the same keys:
-// source keys are addresses as Source returns them, and client keys are client_id, NUL, source.
+// source keys are addresses as Source returns them in braces ("{192.0.2.1}"), and client keys are a source key
+// followed by the client_id.
 func NewThrottle(l Limiter, o ThrottleOptions) *Throttle {
 	if o.PerClient.Count == 0 {
 		o.PerClient = DefaultPerClient
@@ -55,20 +56,17 @@ func NewThrottle(l Limiter, o ThrottleOptions) *Throttle {
 // Check reports whether an authentication of clientID from addr (an IP, or IP:port) may go ahead at now: whether
 // the failures counted for the source, and for the client_id from the source, leave room for one more. It counts
 // nothing. When the answer is no, retryAfter is how long until it is yes. Errors are the Limiter's.
+//
+// Both counts are checked in one step of the Limiter when it is a MultiChecker (one round trip to Redis).
 func (t *Throttle) Check(ctx context.Context, clientID, addr string, now time.Time) (ok bool, retryAfter time.Duration, err error) {
-	src := Source(addr)
-	if ok, retryAfter, err = t.lim.Check(ctx, src, t.perSource, now); err != nil || !ok {
-		return ok, retryAfter, err
-	}
-	if t.perClient.unlimited() {
-		return true, 0, nil
-	}
-	return t.lim.Check(ctx, clientKey(clientID, src), t.perClient, now)
+	src := sourceKey(Source(addr))
+	wants := [2]Want{{Key: src, Rate: t.perSource}, {Key: clientKey(clientID, src), Rate: t.perClient}}
+	return CheckAll(ctx, t.lim, wants[:], now)
 }
 
 // Fail counts a failed authentication of clientID from addr at now. Errors are the Limiter's.
 func (t *Throttle) Fail(ctx context.Context, clientID, addr string, now time.Time) error {
-	src := Source(addr)
+	src := sourceKey(Source(addr))
 	if _, _, err := t.lim.Allow(ctx, src, t.perSource, now); err != nil {
 		return err
 	}
@@ -76,7 +74,11 @@ func (t *Throttle) Fail(ctx context.Context, clientID, addr string, now time.Tim
 	return err
 }
 
-func clientKey(clientID, src string) string { return clientID + "\x00" + src }
+// The keys of a source and of a client_id from a source both start with the source in braces: a Redis Cluster
+// hash tag, which puts both in one slot, so that one script may check both.
+func sourceKey(src string) string { return "{" + src + "}" }
+
+func clientKey(clientID, srcKey string) string { return srcKey + clientID }
 
 // Source returns what a Throttle counts failures by for a network address addr, an IP or IP:port: the IP without
 // port or zone, an IPv4-mapped IPv6 address as IPv4, and an IPv6 address as its /64, which usually belongs to one

@@ -53,15 +53,18 @@ type Options struct {
 	Timeout time.Duration
 }
 
-// Limiter is a limit.Limiter on Redis. It is safe for concurrent use. Each call touches one key, so it works on
-// Redis Cluster too.
+// Limiter is a limit.Limiter on Redis. It is safe for concurrent use. Allow and Check touch one key each, so they
+// work on Redis Cluster too; CheckAll needs its keys in one slot.
 type Limiter struct {
 	client  redis.UniversalClient
 	prefix  string
 	timeout time.Duration
 }
 
-var _ limit.Limiter = (*Limiter)(nil)
+var (
+	_ limit.Limiter      = (*Limiter)(nil)
+	_ limit.MultiChecker = (*Limiter)(nil)
+)
 
 // New returns a Limiter that keeps its state in Redis through client (*redis.Client, *redis.ClusterClient, …).
 // The caller keeps ownership of client and closes it.
@@ -109,6 +112,34 @@ end
 return {1, 0}
 `)
 
+// checkAll is gcra's look-only branch over every key of KEYS, in one script: ARGV holds each key's emission
+// interval and burst in turn. It returns {1, 0} when every key has room, else {0, the longest retryAfter}.
+var checkAll = redis.NewScript(`
+local clock = redis.call("TIME")
+local now_s = tonumber(clock[1])
+local now_ns = tonumber(clock[2]) * 1000
+local longest = 0
+for i, key in ipairs(KEYS) do
+	local interval = tonumber(ARGV[2 * i - 1])
+	local burst = tonumber(ARGV[2 * i])
+	local tat = 0
+	local stored = redis.call("GET", key)
+	if stored then
+		local s = tonumber(string.sub(stored, 1, -10)) or 0
+		local ns = tonumber(string.sub(stored, -9)) or 0
+		tat = math.max((s - now_s) * 1e9 + (ns - now_ns), 0)
+	end
+	local wait = tat + interval - burst
+	if wait > longest then
+		longest = wait
+	end
+end
+if longest > 0 then
+	return {0, longest}
+end
+return {1, 0}
+`)
+
 // Allow implements limit.Limiter with Redis's clock; now is ignored. Errors are Redis's or the connection's, or
 // the context's: context.DeadlineExceeded when Redis did not answer within the timeout.
 func (l *Limiter) Allow(ctx context.Context, key string, rate limit.Rate, _ time.Time) (ok bool, retryAfter time.Duration, err error) {
@@ -120,19 +151,37 @@ func (l *Limiter) Check(ctx context.Context, key string, rate limit.Rate, _ time
 	return l.run(ctx, key, rate, "0")
 }
 
-func (l *Limiter) run(ctx context.Context, key string, rate limit.Rate, take string) (bool, time.Duration, error) {
-	if rate.Count <= 0 || rate.Per <= 0 {
-		return true, 0, nil // no limit, as for limit.Memory
+// CheckAll implements limit.MultiChecker: every want in one script, one round trip, with Redis's clock; now is
+// ignored. It writes nothing. On Redis Cluster, the keys must share a hash tag ({…}), as limit.Throttle's do.
+// Errors are as for Allow.
+func (l *Limiter) CheckAll(ctx context.Context, wants []limit.Want, _ time.Time) (ok bool, retryAfter time.Duration, err error) {
+	keys := make([]string, 0, len(wants))
+	args := make([]any, 0, 2*len(wants))
+	for _, w := range wants {
+		if w.Rate.Count <= 0 || w.Rate.Per <= 0 {
+			continue // no limit
+		}
+		interval, burst := emission(w.Rate)
+		keys = append(keys, l.key(w.Key))
+		args = append(args, interval, burst)
 	}
-	interval := int64(rate.Per) / int64(rate.Count) // as limit.Memory computes them
-	if interval < 1 {
-		interval = 1
+	if len(keys) == 0 {
+		return true, 0, nil
 	}
-	burst := interval * int64(rate.Count)
-	keys := []string{l.key(key)}
 	res, err := l.call(ctx, func(ctx context.Context) ([]int64, error) {
-		return gcra.Run(ctx, l.client, keys, interval, burst, take).Int64Slice()
+		return checkAll.Run(ctx, l.client, keys, args...).Int64Slice()
 	})
+	return result(res, err)
+}
+
+// emission returns the emission interval and the burst of rate, in nanoseconds, as limit.Memory computes them.
+func emission(rate limit.Rate) (interval, burst int64) {
+	interval = max(int64(rate.Per)/int64(rate.Count), 1)
+	return interval, interval * int64(rate.Count)
+}
+
+// result reads a script's {allowed, retryAfter}.
+func result(res []int64, err error) (bool, time.Duration, error) {
 	if err != nil {
 		return false, 0, fmt.Errorf("redislimit: %w", err)
 	}
@@ -140,6 +189,18 @@ func (l *Limiter) run(ctx context.Context, key string, rate limit.Rate, take str
 		return false, 0, fmt.Errorf("redislimit: script returned %v", res)
 	}
 	return res[0] == 1, time.Duration(res[1]), nil
+}
+
+func (l *Limiter) run(ctx context.Context, key string, rate limit.Rate, take string) (bool, time.Duration, error) {
+	if rate.Count <= 0 || rate.Per <= 0 {
+		return true, 0, nil // no limit, as for limit.Memory
+	}
+	interval, burst := emission(rate)
+	keys := []string{l.key(key)}
+	res, err := l.call(ctx, func(ctx context.Context) ([]int64, error) {
+		return gcra.Run(ctx, l.client, keys, interval, burst, take).Int64Slice()
+	})
+	return result(res, err)
 }
 
 // key returns the Redis key of a limiter key: the prefix and the key, or a bounded stand-in for a long key.

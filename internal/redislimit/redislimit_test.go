@@ -485,3 +485,75 @@ func BenchmarkRedisAllow(b *testing.B) {
 		}
 	})
 }
+
+// TestCheckAll: CheckAll answers for several keys in one script as limit.CheckAll over Checks would — refused when
+// any key is, with the longest wait — ignores wants without a limit, and writes nothing.
+func TestCheckAll(t *testing.T) {
+	client := newClient(t)
+	prefix := testPrefix(t, client)
+	r := redislimit.New(client, patient(prefix))
+	a := limit.Want{Key: "{src}", Rate: limit.Rate{Count: 2, Per: time.Minute}}   // one every 30 s
+	b := limit.Want{Key: "{src}svc", Rate: limit.Rate{Count: 3, Per: time.Minute}} // one every 20 s
+	none := limit.Want{Key: "{src}none", Rate: limit.Rate{Count: -1}}
+	near := func(got, want time.Duration) bool { return (got - want).Abs() < 2*time.Second }
+
+	if ok, wait, err := r.CheckAll(ctx, []limit.Want{a, b, none}, time.Time{}); !ok || wait != 0 || err != nil {
+		t.Fatalf("fresh keys: %v %v %v; want allowed", ok, wait, err)
+	}
+	if n, _ := client.Exists(ctx, prefix+a.Key, prefix+b.Key, prefix+none.Key).Result(); n != 0 {
+		t.Fatalf("CheckAll wrote %d keys", n)
+	}
+	for range 2 {
+		r.Allow(ctx, a.Key, a.Rate, time.Time{})
+	}
+	if ok, wait, err := r.CheckAll(ctx, []limit.Want{a, b}, time.Time{}); ok || !near(wait, 30*time.Second) || err != nil {
+		t.Errorf("a exhausted: %v %v %v; want refused for about 30s", ok, wait, err)
+	}
+	if ok, _, err := r.CheckAll(ctx, []limit.Want{b, none}, time.Time{}); !ok || err != nil {
+		t.Errorf("b alone: %v %v; want allowed", ok, err)
+	}
+	for range 3 {
+		r.Allow(ctx, b.Key, b.Rate, time.Time{})
+	}
+	if ok, wait, err := r.CheckAll(ctx, []limit.Want{b, a}, time.Time{}); ok || !near(wait, 30*time.Second) || err != nil {
+		t.Errorf("both exhausted: %v %v %v; want refused for the longer wait, about 30s", ok, wait, err)
+	}
+	if ok, wait, err := r.CheckAll(ctx, []limit.Want{b}, time.Time{}); ok || !near(wait, 20*time.Second) || err != nil {
+		t.Errorf("b exhausted: %v %v %v; want refused for about 20s", ok, wait, err)
+	}
+	if ok, _, err := r.CheckAll(ctx, []limit.Want{none}, time.Time{}); !ok || err != nil {
+		t.Errorf("no limit: %v %v; want allowed", ok, err)
+	}
+}
+
+// TestThrottleShared is the attack the shared throttle stops: a guesser spreading wrong secrets over the instances
+// behind a load balancer is throttled by their sum, not by each instance's count — and a client whose source is
+// throttled is refused on every instance, before its secret is looked at.
+func TestThrottleShared(t *testing.T) {
+	prefix := testPrefix(t, newClient(t))
+	opts := limit.ThrottleOptions{PerClient: limit.Rate{Count: 6, Per: time.Minute}, PerSource: limit.Rate{Count: 100, Per: time.Minute}}
+	var instances []*limit.Throttle
+	for range 3 {
+		client := newClient(t) // one connection pool per instance
+		shared := limit.NewFallback(redislimit.New(client, patient(prefix)), limit.NewMemory(0), limit.FallbackOptions{})
+		instances = append(instances, limit.NewThrottle(shared, opts))
+	}
+	now := time.Now()
+	for i := range 6 {
+		th := instances[i%3]
+		if ok, _, err := th.Check(ctx, "billing", "192.0.2.7", now); !ok || err != nil {
+			t.Fatalf("guess %d: refused before the limit: %v %v", i, ok, err)
+		}
+		if err := th.Fail(ctx, "billing", "192.0.2.7", now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, th := range instances {
+		if ok, wait, _ := th.Check(ctx, "billing", "192.0.2.7", now); ok || wait <= 0 {
+			t.Errorf("instance %d after 6 failures spread over 3 instances: %v %v; want throttled", i, ok, wait)
+		}
+		if ok, _, _ := th.Check(ctx, "billing", "192.0.2.8", now); !ok {
+			t.Errorf("instance %d: another source is throttled too", i)
+		}
+	}
+}
