@@ -492,7 +492,7 @@ func TestCheckAll(t *testing.T) {
 	client := newClient(t)
 	prefix := testPrefix(t, client)
 	r := redislimit.New(client, patient(prefix))
-	a := limit.Want{Key: "{src}", Rate: limit.Rate{Count: 2, Per: time.Minute}}   // one every 30 s
+	a := limit.Want{Key: "{src}", Rate: limit.Rate{Count: 2, Per: time.Minute}}    // one every 30 s
 	b := limit.Want{Key: "{src}svc", Rate: limit.Rate{Count: 3, Per: time.Minute}} // one every 20 s
 	none := limit.Want{Key: "{src}none", Rate: limit.Rate{Count: -1}}
 	near := func(got, want time.Duration) bool { return (got - want).Abs() < 2*time.Second }
