@@ -83,6 +83,7 @@ func mustOpenPostgres(t *testing.T, dsn string) *DB {
 }
 
 func TestPostgres(t *testing.T) {
+	t.Parallel() // with TestSQLite: the two suites share nothing, and each waits mostly on its database
 	// Each subtest has a database of its own, copied from one migrated once: faster than migrating each.
 	template, templateName := createPostgresDB(t, "")
 	db, err := Open(t.Context(), template)

@@ -31,6 +31,7 @@ func mustOpen(t *testing.T, dsn string) *DB {
 func tempDSN(t *testing.T) string { return "sqlite:" + filepath.Join(t.TempDir(), "gh.db") }
 
 func TestSQLite(t *testing.T) {
+	t.Parallel()
 	authtest.TestStore(t, func(t *testing.T) auth.Store { return mustOpen(t, tempDSN(t)) })
 }
 
