@@ -314,3 +314,19 @@ func BenchmarkSuccessPath(b *testing.B) {
 		}
 	})
 }
+
+// TestThrottleEmptyClientID: failures without a client_id (API key exchanges) are counted once per source and once
+// per (empty) client_id from it, under each rate: never twice under one key.
+func TestThrottleEmptyClientID(t *testing.T) {
+	th := limit.NewThrottle(limit.NewMemory(0), limit.ThrottleOptions{PerClient: limit.Rate{Count: 3, Per: time.Minute},
+		PerSource: limit.Rate{Count: 100, Per: time.Minute}})
+	for i := range 3 {
+		if ok, _, _ := th.Check(ctx, "", "192.0.2.1", t0); !ok {
+			t.Fatalf("refused after %d failures, want 3 allowed", i)
+		}
+		th.Fail(ctx, "", "192.0.2.1", t0)
+	}
+	if ok, _, _ := th.Check(ctx, "", "192.0.2.1", t0); ok {
+		t.Error("allowed after 3 failures")
+	}
+}

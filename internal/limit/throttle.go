@@ -41,8 +41,8 @@ type Throttle struct {
 }
 
 // NewThrottle returns a Throttle keeping its counts in l. l must not be shared with other users of the same keys:
-// source keys are addresses as Source returns them in braces ("{192.0.2.1}"), and client keys are a source key
-// followed by the client_id.
+// source keys are addresses as Source returns them in braces ("{192.0.2.1}"), and client keys are a source key,
+// NUL and the client_id.
 func NewThrottle(l Limiter, o ThrottleOptions) *Throttle {
 	if o.PerClient.Count == 0 {
 		o.PerClient = DefaultPerClient
@@ -75,10 +75,11 @@ func (t *Throttle) Fail(ctx context.Context, clientID, addr string, now time.Tim
 }
 
 // The keys of a source and of a client_id from a source both start with the source in braces: a Redis Cluster
-// hash tag, which puts both in one slot, so that one script may check both.
+// hash tag, which puts both in one slot, so that one script may check both. A NUL separates the client_id, so that
+// a client key is never a source key, not even for the empty client_id of API key exchanges.
 func sourceKey(src string) string { return "{" + src + "}" }
 
-func clientKey(clientID, srcKey string) string { return srcKey + clientID }
+func clientKey(clientID, srcKey string) string { return srcKey + "\x00" + clientID }
 
 // Source returns what a Throttle counts failures by for a network address addr, an IP or IP:port: the IP without
 // port or zone, an IPv4-mapped IPv6 address as IPv4, and an IPv6 address as its /64, which usually belongs to one
