@@ -232,19 +232,16 @@ func (s *Server) findAPIKey(r *http.Request, c *caller) (*auth.APIKey, error) {
 	return k, nil
 }
 
-// writeAPIKey answers one key with its ETag.
-func (s *Server) writeAPIKey(w http.ResponseWriter, r *http.Request, status int, k *auth.APIKey, extra func(apiKeyView) any) error {
-	auds, err := s.audiences(r.Context())
-	if err != nil {
-		return err
-	}
+// writeAPIKey answers one key with its ETag, its grants' APIs named from auds (audiences). A handler that
+// changes the key reads auds before the change: once the change is made, the answer must not depend on another
+// read, whose failure would answer 503 for a change that was made, and lose a new key, which is shown only once.
+func writeAPIKey(w http.ResponseWriter, status int, k *auth.APIKey, auds map[string]string, extra func(apiKeyView) any) {
 	v := viewAPIKey(k, auds)
 	var body any = v
 	if extra != nil {
 		body = extra(v)
 	}
 	writeResource(w, status, k.Version, body)
-	return nil
 }
 
 func (s *Server) showAPIKey(w http.ResponseWriter, r *http.Request, c *caller) error {
@@ -252,7 +249,12 @@ func (s *Server) showAPIKey(w http.ResponseWriter, r *http.Request, c *caller) e
 	if err != nil {
 		return err
 	}
-	return s.writeAPIKey(w, r, http.StatusOK, k, nil)
+	auds, err := s.audiences(r.Context())
+	if err != nil {
+		return err
+	}
+	writeAPIKey(w, http.StatusOK, k, auds, nil)
+	return nil
 }
 
 // createdAPIKey is a new (or rotated) key, shown this once.
@@ -321,6 +323,10 @@ func (s *Server) createAPIKey(w http.ResponseWriter, r *http.Request, c *caller)
 		return err
 	}
 	k.Hint = apikey.Hint(key)
+	auds, err := s.audiences(r.Context()) // before the write: see writeAPIKey
+	if err != nil {
+		return err
+	}
 	switch err := s.Store.CreateAPIKey(r.Context(), k, s.APIKeys.Hash(key)); {
 	case errors.Is(err, auth.ErrNotFound):
 		return fieldErr("org_id", "no such organization")
@@ -330,7 +336,8 @@ func (s *Server) createAPIKey(w http.ResponseWriter, r *http.Request, c *caller)
 	changed["org_id"], changed["owner"] = k.OrgID, k.Owner
 	s.audit(r, c, "apikey.create", "apikey/"+k.ID, k.OrgID, changed)
 	w.Header().Set("Location", "/api/v1/apikeys/"+k.ID)
-	return s.writeAPIKey(w, r, http.StatusCreated, k, func(v apiKeyView) any { return createdAPIKey{apiKeyView: v, Key: key} })
+	writeAPIKey(w, http.StatusCreated, k, auds, func(v apiKeyView) any { return createdAPIKey{apiKeyView: v, Key: key} })
+	return nil
 }
 
 func (s *Server) updateAPIKey(w http.ResponseWriter, r *http.Request, c *caller) error {
@@ -352,6 +359,10 @@ func (s *Server) updateAPIKey(w http.ResponseWriter, r *http.Request, c *caller)
 	if err != nil {
 		return err
 	}
+	auds, err := s.audiences(r.Context()) // before the write: see writeAPIKey
+	if err != nil {
+		return err
+	}
 	k.UpdatedAt = changeTime()
 	err = s.Store.UpdateAPIKey(r.Context(), k)
 	s.APIKeys.Invalidate(k.ID) // in the same step as the change, whatever its outcome
@@ -362,7 +373,8 @@ func (s *Server) updateAPIKey(w http.ResponseWriter, r *http.Request, c *caller)
 		return err
 	}
 	s.audit(r, c, "apikey.update", "apikey/"+k.ID, k.OrgID, changed)
-	return s.writeAPIKey(w, r, http.StatusOK, k, nil)
+	writeAPIKey(w, http.StatusOK, k, auds, nil)
+	return nil
 }
 
 // rotateInput is the optional body of POST /api/v1/apikeys/{id}/rotate.
@@ -400,6 +412,10 @@ func (s *Server) rotateAPIKey(w http.ResponseWriter, r *http.Request, c *caller)
 	if grace > 0 {
 		oldExpire = now.Add(grace)
 	}
+	auds, err := s.audiences(r.Context()) // before the write: see writeAPIKey
+	if err != nil {
+		return err
+	}
 	k.Hint, k.UpdatedAt = apikey.Hint(key), now
 	err = s.Store.RotateAPIKey(r.Context(), k, s.APIKeys.Hash(key), oldExpire)
 	s.APIKeys.Invalidate(k.ID)
@@ -410,9 +426,10 @@ func (s *Server) rotateAPIKey(w http.ResponseWriter, r *http.Request, c *caller)
 		return err
 	}
 	s.audit(r, c, "apikey.rotate", "apikey/"+k.ID, k.OrgID, map[string]any{"grace_period": in.GracePeriod})
-	return s.writeAPIKey(w, r, http.StatusOK, k, func(v apiKeyView) any {
+	writeAPIKey(w, http.StatusOK, k, auds, func(v apiKeyView) any {
 		return createdAPIKey{apiKeyView: v, Key: key, PreviousKeyExpiresAt: timeOrNil(oldExpire)}
 	})
+	return nil
 }
 
 func (s *Server) deleteAPIKey(w http.ResponseWriter, r *http.Request, c *caller) error {
