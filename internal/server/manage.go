@@ -443,11 +443,18 @@ func (s *Server) audit(r *http.Request, c *caller, action, resource, orgID strin
 	if len(details) > 0 {
 		e.Details, _ = json.Marshal(details)
 	}
-	if err := s.Audit.Record(context.WithoutCancel(r.Context()), e); err != nil {
+	// The change is made: record it even if the caller has gone, but not for longer than auditTimeout, so that a
+	// database that stops answering cannot hold the answer (a secret shown once, perhaps) past it.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), auditTimeout)
+	defer cancel()
+	if err := s.Audit.Record(ctx, e); err != nil {
 		s.Logger.Error("audit: recording a management change failed", "err", err, "action", action, "resource", resource,
 			"request_id", e.RequestID)
 	}
 }
+
+// auditTimeout bounds the recording of one management change in the audit log.
+const auditTimeout = 5 * time.Second
 
 // changeTime is the time of a change, to the millisecond: what the store keeps, so that the answer to a change
 // shows the times that reading the resource again will.

@@ -179,6 +179,10 @@ func (s *Server) createOrg(w http.ResponseWriter, r *http.Request, c *caller) er
 	if err := o.Normalize(); err != nil {
 		return err
 	}
+	auds, err := s.audiences(r.Context()) // before the write: once it is made, answer it without another read
+	if err != nil {
+		return err
+	}
 	if err := s.Store.CreateOrg(r.Context(), o); err != nil {
 		if errors.Is(err, auth.ErrConflict) {
 			return conflict("an organization named %q exists", o.Name)
@@ -186,10 +190,6 @@ func (s *Server) createOrg(w http.ResponseWriter, r *http.Request, c *caller) er
 		return err
 	}
 	s.audit(r, c, "org.create", "org/"+o.ID, o.ID, changed)
-	auds, err := s.audiences(r.Context())
-	if err != nil {
-		return err
-	}
 	w.Header().Set("Location", "/api/v1/orgs/"+o.ID)
 	writeResource(w, http.StatusCreated, o.Version, viewOrg(o, auds))
 	return nil
@@ -214,6 +214,10 @@ func (s *Server) updateOrg(w http.ResponseWriter, r *http.Request, c *caller) er
 	if err := o.Normalize(); err != nil {
 		return err
 	}
+	auds, err := s.audiences(r.Context()) // before the write: once it is made, answer it without another read
+	if err != nil {
+		return err
+	}
 	o.UpdatedAt = changeTime()
 	switch err := s.Store.UpdateOrg(r.Context(), o); {
 	case errors.Is(err, auth.ErrStale):
@@ -224,10 +228,6 @@ func (s *Server) updateOrg(w http.ResponseWriter, r *http.Request, c *caller) er
 		return err
 	}
 	s.audit(r, c, "org.update", "org/"+o.ID, o.ID, changed)
-	auds, err := s.audiences(r.Context())
-	if err != nil {
-		return err
-	}
 	writeResource(w, http.StatusOK, o.Version, viewOrg(o, auds))
 	return nil
 }
