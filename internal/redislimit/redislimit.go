@@ -18,7 +18,7 @@
 // long. A Limiter reports every failure as an error and keeps no state of its own; put it behind limit.Fallback,
 // which answers from a per-instance limit.Memory while Redis is unreachable and stops waiting on Redis meanwhile:
 //
-//	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379"})
+//	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379", ContextTimeoutEnabled: true})
 //	lim := limit.NewFallback(redislimit.New(rdb, redislimit.Options{}), limit.NewMemory(0), limit.FallbackOptions{Logger: log})
 package redislimit
 
@@ -26,7 +26,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -59,6 +61,9 @@ type Limiter struct {
 	client  redis.UniversalClient
 	prefix  string
 	timeout time.Duration
+	// honoursDeadline: the client applies ctx's deadline to its socket I/O (ContextTimeoutEnabled), so a call
+	// needs no goroutine to be bounded.
+	honoursDeadline bool
 }
 
 var (
@@ -75,7 +80,14 @@ func New(client redis.UniversalClient, opts Options) *Limiter {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
 	}
-	return &Limiter{client: client, prefix: opts.Prefix, timeout: opts.Timeout}
+	l := &Limiter{client: client, prefix: opts.Prefix, timeout: opts.Timeout}
+	switch c := client.(type) {
+	case *redis.Client:
+		l.honoursDeadline = c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		l.honoursDeadline = c.Options().ContextTimeoutEnabled
+	}
+	return l
 }
 
 // gcra is limit.Memory's GCRA in Lua, on the key KEYS[1], with Redis's clock. ARGV: the emission interval and the
@@ -216,9 +228,26 @@ func (l *Limiter) key(key string) string {
 // may have been built without ContextTimeoutEnabled (then go-redis ignores the deadline for socket I/O) or with
 // long timeouts of its own, and neither may hang a token request. An abandoned op ends when the client's own
 // timeouts end it; its result is dropped.
+//
+// A client that honours deadlines itself (a *redis.Client or *redis.ClusterClient with ContextTimeoutEnabled) is
+// called directly: the goroutine would cost more than the call (its stack grows to go-redis's depth every time).
 func (l *Limiter) call(ctx context.Context, op func(context.Context) ([]int64, error)) ([]int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
+	if l.honoursDeadline {
+		v, err := op(ctx)
+		var ne net.Error
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case errors.As(err, &ne) && ne.Timeout():
+			// The client's i/o timeout is ctx's deadline, firing a moment before ctx's own timer: say so, as the
+			// goroutine path does.
+			return nil, context.DeadlineExceeded
+		}
+		return v, err
+	}
 	type result struct {
 		v   []int64
 		err error

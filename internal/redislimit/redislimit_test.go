@@ -451,15 +451,22 @@ func TestHung(t *testing.T) {
 			wg.Go(func() { <-stop; conn.Close() })
 		}
 	})
-	client := redis.NewClient(&redis.Options{Addr: l.Addr().String(), DialTimeout: 30 * time.Second,
-		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, MaxRetries: -1})
-	defer client.Close()
-	r := redislimit.New(client, redislimit.Options{})
-	rate := limit.Rate{Count: 3, Per: time.Minute}
-	for _, f := range []func(context.Context, string, limit.Rate, time.Time) (bool, time.Duration, error){r.Allow, r.Check} {
-		err := returnsWithin(t, 2*time.Second, func() error { _, _, err := f(ctx, "k", rate, time.Now()); return err })
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("err = %v, want context.DeadlineExceeded", err)
+	// Both kinds of client: one that ignores deadlines in socket I/O (the Limiter bounds it with a goroutine), and
+	// one that honours them (called directly).
+	for _, honour := range []bool{false, true} {
+		client := redis.NewClient(&redis.Options{Addr: l.Addr().String(), DialTimeout: 30 * time.Second,
+			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, MaxRetries: -1, ContextTimeoutEnabled: honour})
+		defer client.Close()
+		r := redislimit.New(client, redislimit.Options{})
+		rate := limit.Rate{Count: 3, Per: time.Minute}
+		checkAll := func(ctx context.Context, key string, rate limit.Rate, now time.Time) (bool, time.Duration, error) {
+			return r.CheckAll(ctx, []limit.Want{{Key: key, Rate: rate}}, now)
+		}
+		for _, f := range []func(context.Context, string, limit.Rate, time.Time) (bool, time.Duration, error){r.Allow, r.Check, checkAll} {
+			err := returnsWithin(t, 2*time.Second, func() error { _, _, err := f(ctx, "k", rate, time.Now()); return err })
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("ContextTimeoutEnabled %v: err = %v, want context.DeadlineExceeded", honour, err)
+			}
 		}
 	}
 }
