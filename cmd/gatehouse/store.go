@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -106,6 +107,7 @@ func newLimiters(redisURL string, log *slog.Logger) (*limiters, error) {
 		return nil, err
 	}
 	opts, _ := redis.ParseURL(redisURL)
+	opts.ContextTimeoutEnabled = true // each limit call is bounded by its context (redislimit), without a goroutine
 	l := &limiters{client: redis.NewClient(opts)}
 	shared := func(prefix string) *limit.Fallback {
 		f := limit.NewFallback(redislimit.New(l.client, redislimit.Options{Prefix: prefix}), limit.NewMemory(0),
@@ -117,14 +119,27 @@ func newLimiters(redisURL string, log *slog.Logger) (*limiters, error) {
 	return l, nil
 }
 
-// check is the rate_limits line of /readyz: ready either way, since per-instance limits still limit.
-func (l *limiters) check(context.Context) (string, bool) {
+// check is the rate_limits line of /readyz: ready either way, since per-instance limits still limit. It asks Redis
+// itself too, so that an outage shows even while no limited request comes to notice it.
+func (l *limiters) check(ctx context.Context) (string, bool) {
 	if l.client == nil {
 		return "per instance (no --redis)", true
 	}
+	pctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
+	defer cancel()
+	if err := l.client.Ping(pctx).Err(); err != nil {
+		since := time.Now() // when a limit first found it down, if one has; else now
+		for _, f := range l.shared {
+			if st := f.Status(); !st.Shared && st.Since.Before(since) {
+				since = st.Since
+			}
+		}
+		return "per instance: Redis unreachable since " + since.UTC().Format("2006-01-02T15:04:05Z"), true
+	}
 	for _, f := range l.shared {
 		if st := f.Status(); !st.Shared {
-			return fmt.Sprintf("per instance: Redis unreachable since %s", st.Since.UTC().Format("2006-01-02T15:04:05Z")), true
+			return fmt.Sprintf("per instance since %s: Redis answers again, and limits are shared again from the next limited request",
+				st.Since.UTC().Format("2006-01-02T15:04:05Z")), true
 		}
 	}
 	return "shared (Redis)", true
