@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"maps"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // helperEnv marks a run of this test binary as the gatehouse binary (see init).
@@ -50,6 +53,7 @@ func TestBench(t *testing.T) {
 	for _, want := range []string{
 		"gatehouse bench --algs=ES256 --concurrency=1,4 --duration=300ms --warmup=100ms",
 		"ES256  signing ceiling",
+		"server      sqlite, 1 instance: gatehouse serve, a separate process, fresh SQLite database",
 		"CONCURRENCY",
 		"targets",
 	} {
@@ -119,6 +123,69 @@ func TestBenchIntrospect(t *testing.T) {
 	}
 }
 
+// TestBenchPostgres: with --postgres and --instances 2, the bench creates a database on the server, runs two
+// instances on it, loads both and reports them as one server, names the database by its kind only, and drops the
+// database at the end. It needs a PostgreSQL server, as internal/sqlstore's tests do: $GATEHOUSE_TEST_POSTGRES, or
+// a local one.
+func TestBenchPostgres(t *testing.T) {
+	t.Setenv(helperEnv, "1")
+	server := cmp.Or(os.Getenv("GATEHOUSE_TEST_POSTGRES"), "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
+	var stdout, stderr bytes.Buffer
+	args := []string{"bench", "--modes", "token,verify", "--algs", "ES256", "--concurrency", "2", "--duration", "300ms",
+		"--warmup", "100ms", "--instances", "2", "--postgres", server}
+	if code := run(t.Context(), args, &stdout, &stderr); code != 0 {
+		t.Fatalf("gatehouse bench exited %d\nstdout:\n%s\nstderr:\n%s", code, &stdout, &stderr)
+	}
+	report := stdout.String()
+	t.Logf("report:\n%s\nstderr:\n%s", report, &stderr)
+	for _, want := range []string{
+		"server      postgres, 2 instances: gatehouse serve ×2",
+		"the ceiling of this machine",
+		"server memory: peak VmRSS per instance ",
+		"PASS  every request succeeded",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("the report has no %q", want)
+		}
+	}
+	if fields := tableRows(report)["2"]; len(fields) != benchColumns || fields[5] != "0" || number(t, fields[1]) <= 0 {
+		t.Errorf("row for c=2: %q, want %d columns, a rate > 0 and no errors", fields, benchColumns)
+	}
+
+	_, name, _ := strings.Cut(stderr.String(), "bench: created database ")
+	name, _, _ = strings.Cut(name, ";")
+	if !strings.HasPrefix(name, "gatehouse_bench_") {
+		t.Fatalf("stderr names no database created:\n%s", &stderr)
+	}
+	conn, err := pgx.Connect(t.Context(), server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var n int
+	if err := conn.QueryRow(t.Context(), "SELECT COUNT(*) FROM pg_database WHERE datname = $1", name).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("database %s is still there after the bench", name)
+	}
+}
+
+// TestRedactURL: the report's command line never shows a password.
+func TestRedactURL(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"postgres://u:pw@db:5432/gh?sslmode=disable", "postgres://u:xxxxx@db:5432/gh?sslmode=disable"},
+		{"postgres://u@db/gh?password=pw&sslmode=disable", "postgres://u@db/gh?password=xxxxx&sslmode=disable"},
+		{"redis://:pw@127.0.0.1:6379", "redis://:xxxxx@127.0.0.1:6379"},
+		{"redis://127.0.0.1:6379", "redis://127.0.0.1:6379"},
+		{"postgres://u:p%zz@db/gh", ""}, // not a URL: nothing of it
+	} {
+		if got := redactURL(tc.in); got != tc.want {
+			t.Errorf("redactURL(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
 // tableRows returns the rows of the plain report's tables by their concurrency column.
 func tableRows(report string) map[string][]string {
 	rows := map[string][]string{}
@@ -158,6 +225,12 @@ func TestBenchUsage(t *testing.T) {
 		{"bench", "--mode", "verify"},
 		{"bench", "--modes", "introspection"},
 		{"bench", "--modes", "introspect,introspect"},
+		{"bench", "--instances", "0"},
+		{"bench", "--instances", "65"},
+		{"bench", "--postgres", "mysql://root@127.0.0.1/gatehouse"},
+		{"bench", "--postgres", "sqlite:bench.db"},
+		{"bench", "--postgres", "postgres://u@db:port/gh"},
+		{"bench", "--redis", "127.0.0.1:6379"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(t.Context(), args, &stdout, &stderr); code != 2 {

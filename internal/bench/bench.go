@@ -3,7 +3,8 @@
 // signing rate of each algorithm in the same run, and reports the results next to those two ceilings, with the CPU
 // time per request and the server's peak memory. It loads the server with token requests (client_credentials),
 // API key exchanges (RFC 8693), the gateway's API key check or token introspection (RFC 7662), or any of them in one
-// run (Mode).
+// run (Mode). The server is one instance on SQLite by default, or several instances sharing one database, SQLite or
+// PostgreSQL, that the load generator's connections are spread over (Options.Instances, Options.DB).
 package bench
 
 import (
@@ -22,6 +23,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/auth"
@@ -30,10 +32,11 @@ import (
 
 // The resources the bench declares in the server under test.
 const (
-	benchClientID  = "bench-client"        // gets the tokens; also introspects them, in ModeIntrospect
-	benchAdminID   = "bench-admin"         // makes the API key and checks it, with management tokens
-	benchSecretVar = "BENCH_CLIENT_SECRET" // how the client secrets reach the server's config file
-	tokenType      = "at+jwt"              // the typ of Gatehouse access tokens (RFC 9068)
+	benchClientID  = "bench-client"              // gets the tokens; also introspects them, in ModeIntrospect
+	benchAdminID   = "bench-admin"               // makes the API key and checks it, with management tokens
+	benchSecretVar = "BENCH_CLIENT_SECRET"       // how the client secrets reach the server's config file
+	tokenType      = "at+jwt"                    // the typ of Gatehouse access tokens (RFC 9068)
+	benchIssuer    = "https://auth.example.com/" // the iss of every instance
 )
 
 // Mode is what the bench loads the server with. Each mode is measured against the trivial handler; token, exchange
@@ -77,10 +80,12 @@ func benchAudience(alg auth.Algorithm) string {
 }
 
 // Options are the settings of a run. Run expects them valid: at least one algorithm and one concurrency level, none
-// listed twice, modes from Modes, none twice, a positive Duration and a Warmup that is not negative.
+// listed twice, modes from Modes, none twice, a positive Duration, a Warmup and Instances that are not negative, and
+// a DB that is "" or a postgres:// URL.
 type Options struct {
-	// Binary is the gatehouse binary. Run starts it twice, as `serve` (the server under test) and as
-	// `bench serve-trivial ADDR` (the trivial handler, see ServeTrivial).
+	// Binary is the gatehouse binary. Run starts it as `apply --db` (declaring the bench's resources), as `serve`
+	// (the server under test, once per instance) and as `bench serve-trivial ADDR` (the trivial handler, see
+	// ServeTrivial).
 	Binary      string
 	Modes       []Mode // what to load the server with, measured in the order of Modes; nil for ModeToken
 	Algs        []auth.Algorithm
@@ -88,8 +93,18 @@ type Options struct {
 	Duration    time.Duration // measured time per target in each cell
 	Warmup      time.Duration // unmeasured load on each target before each cell
 	Markdown    bool          // write the report as markdown (for BENCHMARKS.md) rather than as tables
-	CommandLine string        // the command line that gave these options, for the report
-	Progress    io.Writer     // where progress messages go; nil discards them
+	// DB is the database the server's instances share: "" for a fresh SQLite file in the run's temporary
+	// directory, or the postgres:// URL of an empty PostgreSQL database, which the caller creates before Run and
+	// drops after it. The report names only its kind, never the URL.
+	DB string
+	// Redis, when set, is the Redis URL the instances share rate limits through (serve --redis). The report only
+	// says that it was set.
+	Redis string
+	// Instances is how many `gatehouse serve` processes share DB, started together; 0 means 1. The load generator
+	// spreads its goroutines round robin over them, each sticking to one. The trivial handler stays one process.
+	Instances   int
+	CommandLine string    // the command line that gave these options, for the report
+	Progress    io.Writer // where progress messages go; nil discards them
 }
 
 // Run runs the whole bench and writes the report to w. It returns an error only when the bench could not run, not
@@ -116,16 +131,32 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 	}
 	env := append(childEnv(os.Environ()), "GATEHOUSE_ROOT_KEY="+rootkey.Generate().String(), benchSecretVar+"="+secret)
 
-	serverAddr, err := freeAddr()
-	if err != nil {
+	db := o.DB
+	if db == "" {
+		db = "sqlite:" + filepath.Join(dir, "bench.db")
+	}
+	if err := declare(ctx, o.Binary, env, configFile, db); err != nil {
 		return err
 	}
-	server, err := startChild(o.Binary, filepath.Join(dir, "server.log"), env,
-		"serve", "--addr", serverAddr, "--db", "sqlite:"+filepath.Join(dir, "bench.db"), "--config", configFile)
-	if err != nil {
-		return err
+	// The instances start together, as a cluster's would, and race to create the signing keys.
+	servers := make([]*benchChild, max(1, o.Instances))
+	serverURLs := make([]string, len(servers))
+	defer stopAll(servers)
+	for i := range servers {
+		addr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		// One issuer for every instance, as behind a load balancer, so that a token of one is good at the others.
+		args := []string{"serve", "--addr", addr, "--db", db, "--issuer", benchIssuer}
+		if o.Redis != "" {
+			args = append(args, "--redis", o.Redis)
+		}
+		if servers[i], err = startChild(o.Binary, filepath.Join(dir, fmt.Sprintf("server-%d.log", i+1)), env, args...); err != nil {
+			return err
+		}
+		serverURLs[i] = "http://" + addr
 	}
-	defer server.stop()
 	trivialAddr, err := freeAddr()
 	if err != nil {
 		return err
@@ -136,17 +167,25 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 	}
 	defer trivial.stop()
 
-	// Memory is sampled from the start, so the peak includes startup.
-	mem := &memSampler{pid: server.cmd.Process.Pid}
+	// Memory is sampled from the start, so the peaks include startup.
+	mems := make([]*memSampler, len(servers))
 	memCtx, stopMem := context.WithCancel(ctx)
-	memDone := make(chan struct{})
-	go func() { defer close(memDone); mem.run(memCtx, benchSampleEvery) }()
-	defer func() { stopMem(); <-memDone }()
+	var memWG sync.WaitGroup
+	for i, s := range servers {
+		mems[i] = &memSampler{pid: s.cmd.Process.Pid}
+		memWG.Go(func() { mems[i].run(memCtx, benchSampleEvery) })
+	}
+	stopSampling := sync.OnceFunc(func() { stopMem(); memWG.Wait() })
+	defer stopSampling()
 
-	// Either child dying ends the run, with its log.
+	// Any child dying ends the run, with its log.
 	watchDone := make(chan struct{})
 	defer close(watchDone)
-	for name, c := range map[string]*benchChild{"server": server, "trivial handler": trivial} {
+	children := map[string]*benchChild{"trivial handler": trivial}
+	for i, s := range servers {
+		children[instanceName(i, len(servers))] = s
+	}
+	for name, c := range children {
 		go func() {
 			select {
 			case <-c.done:
@@ -156,10 +195,13 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 		}()
 	}
 
-	serverURL, trivialURL := "http://"+serverAddr, "http://"+trivialAddr
-	fmt.Fprintf(o.Progress, "bench: starting gatehouse serve on %s and the trivial handler on %s\n", serverAddr, trivialAddr)
-	if err := waitOK(ctx, serverURL+"/readyz", server); err != nil {
-		return benchErr(ctx, fmt.Errorf("server: %w", err))
+	serverURL, trivialURL := serverURLs[0], "http://"+trivialAddr
+	fmt.Fprintf(o.Progress, "bench: starting gatehouse serve on %s and the trivial handler on %s\n",
+		strings.Join(trimScheme(serverURLs), ", "), trivialAddr)
+	for i, s := range servers {
+		if err := waitOK(ctx, serverURLs[i]+"/readyz", s); err != nil {
+			return benchErr(ctx, fmt.Errorf("%s: %w", instanceName(i, len(servers)), err))
+		}
 	}
 	if err := waitOK(ctx, trivialURL+"/", trivial); err != nil {
 		return benchErr(ctx, fmt.Errorf("trivial handler: %w", err))
@@ -181,8 +223,15 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 		Plan:        plan,
 		Concurrency: o.Concurrency,
 		Modes:       o.Modes,
+		DB:          dbKind(db),
+		Instances:   len(servers),
+		Redis:       o.Redis != "",
 	}
-	srv, triv := benchTarget{serverURL, server.cmd.Process.Pid}, benchTarget{trivialURL, trivial.cmd.Process.Pid}
+	srv := benchTarget{urls: serverURLs}
+	for _, s := range servers {
+		srv.pids = append(srv.pids, s.cmd.Process.Pid)
+	}
+	triv := benchTarget{urls: []string{trivialURL}, pids: []int{trivial.cmd.Process.Pid}}
 	for _, mode := range Modes {
 		if !slices.Contains(o.Modes, mode) {
 			continue
@@ -193,8 +242,10 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 				return benchErr(ctx, err)
 			}
 			req := verifyRequest(key, mgmt, benchAudience(o.Algs[0]))
-			if err := preflightVerify(ctx, serverURL, req); err != nil {
-				return benchErr(ctx, fmt.Errorf("verify: %w", err))
+			for i, u := range serverURLs {
+				if err := preflightVerify(ctx, u, req); err != nil {
+					return benchErr(ctx, fmt.Errorf("verify, %s: %w", instanceName(i, len(servers)), err))
+				}
 			}
 			res, err := runCells(ctx, o, plan, srv, triv, algResult{Mode: mode}, req, nil)
 			if err != nil {
@@ -210,8 +261,10 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 					return benchErr(ctx, fmt.Errorf("%s %s: %w", mode, alg, err))
 				}
 				req := introspectRequest(token, secret)
-				if err := preflightIntrospect(ctx, serverURL, req); err != nil {
-					return benchErr(ctx, fmt.Errorf("%s %s: %w", mode, alg, err))
+				for i, u := range serverURLs { // a token of the first instance, good at every one
+					if err := preflightIntrospect(ctx, u, req); err != nil {
+						return benchErr(ctx, fmt.Errorf("%s %s, %s: %w", mode, alg, instanceName(i, len(servers)), err))
+					}
 				}
 				res, err := runCells(ctx, o, plan, srv, triv, algResult{Mode: mode, Alg: alg, ClaimsBytes: len(claims)}, req, nil)
 				if err != nil {
@@ -226,9 +279,11 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 			if mode == ModeExchange {
 				req = exchangeRequest(alg, key)
 			}
-			_, claims, err := preflight(ctx, serverURL, req, alg)
-			if err != nil {
-				return benchErr(ctx, fmt.Errorf("%s %s: %w", mode, alg, err))
+			var claims []byte // the instances' claims differ only in the jti and the times: any one's will do
+			for i, u := range serverURLs {
+				if _, claims, err = preflight(ctx, u, req, alg); err != nil {
+					return benchErr(ctx, fmt.Errorf("%s %s, %s: %w", mode, alg, instanceName(i, len(servers)), err))
+				}
 			}
 			sign, err := newCeilingSigner(alg, claims)
 			if err != nil {
@@ -244,13 +299,16 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 	}
 	rep.Elapsed = time.Since(rep.Start)
 	rep.LoadAfter = loadAverage()
-	stopMem()
-	<-memDone
-	rep.PeakRSS, rep.RSSSamples, rep.RSSErr = mem.peak, mem.samples, mem.err
-	if _, hwm, err := readMemStatus(server.cmd.Process.Pid); err == nil {
-		rep.HWM = hwm
+	stopSampling()
+	for i, m := range mems {
+		sm := serverMem{Peak: m.peak, Samples: m.samples, Err: m.err}
+		if _, hwm, err := readMemStatus(m.pid); err == nil {
+			sm.HWM = hwm
+		}
+		rep.Mem = append(rep.Mem, sm)
+		lines, size, _ := countLines(servers[i].log)
+		rep.LogLines, rep.LogBytes = rep.LogLines+lines, rep.LogBytes+size
 	}
-	rep.LogLines, rep.LogBytes, _ = countLines(server.log)
 	if o.Markdown {
 		rep.writeMarkdown(w)
 	} else {
@@ -455,6 +513,42 @@ func benchConfig(algs []auth.Algorithm, modes []Mode) []byte {
 	return []byte(b.String())
 }
 
+// declare applies the bench's declarative file to db with `gatehouse apply --db`, once, before the instances start,
+// so that they do not race to create the same resources.
+func declare(ctx context.Context, binary string, env []string, configFile, db string) error {
+	cmd := exec.CommandContext(ctx, binary, "apply", "-f", configFile, "--db", db)
+	cmd.Env = env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("declare the bench's resources with gatehouse apply: %w\n%s", err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// dbKind names the kind of database a --db value is, for the report: "sqlite" or "postgres".
+func dbKind(db string) string {
+	if strings.HasPrefix(db, "sqlite:") {
+		return "sqlite"
+	}
+	return "postgres"
+}
+
+// instanceName names the server's instance i of n in messages.
+func instanceName(i, n int) string {
+	if n == 1 {
+		return "server"
+	}
+	return fmt.Sprintf("server instance %d", i+1)
+}
+
+// trimScheme returns urls without their http:// prefix.
+func trimScheme(urls []string) []string {
+	out := make([]string, len(urls))
+	for i, u := range urls {
+		out[i] = strings.TrimPrefix(u, "http://")
+	}
+	return out
+}
+
 // childEnv is env without GATEHOUSE_* variables, so that the children run with the bench's settings and the
 // server's defaults, whatever the caller's environment says.
 func childEnv(env []string) []string {
@@ -516,6 +610,17 @@ func (c *benchChild) stop() {
 		c.cmd.Process.Kill()
 		<-c.done
 	}
+}
+
+// stopAll stops the children that were started (nil for none) at once, and waits for them all.
+func stopAll(children []*benchChild) {
+	var wg sync.WaitGroup
+	for _, c := range children {
+		if c != nil {
+			wg.Go(c.stop)
+		}
+	}
+	wg.Wait()
 }
 
 // logTail returns the last lines of the child's log.

@@ -120,18 +120,18 @@ func newCellPlan(o Options, cells int) cellPlan {
 	}
 }
 
-// benchTarget is a process the load generator loads: its base URL and its pid.
+// benchTarget is what the load generator loads: one process, or the server's instances.
 type benchTarget struct {
-	url string
-	pid int
+	urls []string // base URLs, one per process; load-generator goroutine i sticks to urls[i%len(urls)]
+	pids []int    // the processes whose CPU time, summed, is the target's
 }
 
 // runCell measures the server and the trivial handler at concurrency c, and adds to sign's measurement (nil: no
 // signing ceiling, as for ModeVerify and ModeIntrospect).
 func runCell(ctx context.Context, p cellPlan, c int, server, trivialHandler benchTarget, req benchRequest, sign *ceilingSigner) (cellResult, error) {
-	gatehouse := newLoadGen(server.url, server.pid, req, c)
+	gatehouse := newLoadGen(server, req, c)
 	defer gatehouse.close()
-	trivial := newLoadGen(trivialHandler.url, trivialHandler.pid, req, c)
+	trivial := newLoadGen(trivialHandler, req, c)
 	defer trivial.close()
 	targets := []*loadGen{trivial, gatehouse}
 	for _, g := range targets {
@@ -276,15 +276,14 @@ type loadResult struct {
 
 // loadGen is the load generator for one target: c goroutines sharing one keep-alive transport, run in slices.
 type loadGen struct {
-	url      string // the target's base URL
+	target   benchTarget
 	req      benchRequest
 	tr       *http.Transport
 	client   *http.Client
 	workers  []loadWorker // one per goroutine
 	measured time.Duration
 
-	pid       int           // the target's process, whose CPU time is measured
-	targetCPU time.Duration // CPU time the target used during the measured slices
+	targetCPU time.Duration // CPU time the target's processes used during the measured slices
 	genCPU    time.Duration // and this process, the load generator
 	cpuErr    error         // why CPU time could not be measured
 }
@@ -297,7 +296,7 @@ type loadWorker struct {
 	firstErr string
 }
 
-func newLoadGen(url string, pid int, req benchRequest, c int) *loadGen {
+func newLoadGen(target benchTarget, req benchRequest, c int) *loadGen {
 	tr := &http.Transport{
 		Proxy:               nil,
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -306,7 +305,7 @@ func newLoadGen(url string, pid int, req benchRequest, c int) *loadGen {
 		IdleConnTimeout:     time.Minute,
 		DisableCompression:  true,
 	}
-	return &loadGen{url: url, pid: pid, req: req, tr: tr, client: &http.Client{Transport: tr, Timeout: 30 * time.Second},
+	return &loadGen{target: target, req: req, tr: tr, client: &http.Client{Transport: tr, Timeout: 30 * time.Second},
 		workers: make([]loadWorker, c)}
 }
 
@@ -334,20 +333,21 @@ func (g *loadGen) warm(ctx context.Context, warmup, total time.Duration) error {
 
 // run loads the target from every goroutine for d, recording latencies if measure.
 func (g *loadGen) run(ctx context.Context, d time.Duration, measure bool) error {
-	target0, err1 := cpuTime(g.pid)
+	target0, err1 := cpuTimes(g.target.pids)
 	gen0, err2 := cpuTime(os.Getpid())
 	end := time.Now().Add(d)
 	var wg sync.WaitGroup
 	for i := range g.workers {
 		w := &g.workers[i]
-		wg.Go(func() { w.run(ctx, g.client, g.url, g.req, end, measure) })
+		url := g.target.urls[i%len(g.target.urls)]
+		wg.Go(func() { w.run(ctx, g.client, url, g.req, end, measure) })
 	}
 	wg.Wait()
 	if !measure {
 		return ctx.Err()
 	}
 	g.measured += d
-	target1, err3 := cpuTime(g.pid)
+	target1, err3 := cpuTimes(g.target.pids)
 	gen1, err4 := cpuTime(os.Getpid())
 	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		g.cpuErr = err

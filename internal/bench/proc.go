@@ -63,6 +63,19 @@ func cpuTime(pid int) (time.Duration, error) {
 	return time.Duration(utime+stime) * time.Second / userHZ, nil
 }
 
+// cpuTimes returns the CPU time of several processes, summed.
+func cpuTimes(pids []int) (time.Duration, error) {
+	var sum time.Duration
+	for _, pid := range pids {
+		t, err := cpuTime(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += t
+	}
+	return sum, nil
+}
+
 // readMemStatus returns a process's VmRSS and VmHWM in bytes, from /proc (Linux only).
 func readMemStatus(pid int) (rss, hwm int64, err error) {
 	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")

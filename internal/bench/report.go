@@ -2,6 +2,7 @@ package bench
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -37,12 +38,35 @@ type benchReport struct {
 	Concurrency []int
 	Modes       []Mode
 	Algs        []algResult // one per mode and algorithm (ModeVerify: one, with no algorithm)
-	PeakRSS     int64       // bytes; 0 when it could not be read
-	RSSSamples  int
-	RSSErr      error
-	HWM         int64
-	LogLines    int // lines in the server's log at the end: one per request, and a few more
+	DB          string      // the kind of database the instances share: "sqlite" or "postgres"
+	Instances   int         // server processes; 0 is 1
+	Redis       bool        // whether the instances share rate limits through Redis
+	Mem         []serverMem // one per instance
+	LogLines    int         // lines in the instances' logs at the end: one per request, and a few more
 	LogBytes    int64
+}
+
+// serverMem is what was read of one instance's resident memory.
+type serverMem struct {
+	Peak    int64 // the highest VmRSS sampled, in bytes; 0 when it could not be read
+	Samples int
+	Err     error // the first failed read
+	HWM     int64 // VmHWM at the end
+}
+
+// peakMem returns the highest peak of the instances, or 0 and why when one of them could not be read.
+func (r *benchReport) peakMem() (int64, error) {
+	var peak int64
+	for _, m := range r.Mem {
+		if m.Peak == 0 {
+			return 0, m.Err
+		}
+		peak = max(peak, m.Peak)
+	}
+	if len(r.Mem) == 0 {
+		return 0, errors.New("no server memory was sampled")
+	}
+	return peak, nil
 }
 
 type algResult struct {
@@ -165,11 +189,15 @@ func (r *benchReport) checks() []check {
 			fmt.Sprintf("%s p99 < %s at c=%d", a.Alg, fmtMs(targetP99), targetP99Concurrency), detail})
 	}
 	rss := check{Target: fmt.Sprintf("server peak resident memory < %s", fmtMB(targetRSSBytes))}
-	if r.PeakRSS == 0 {
-		rss.Result, rss.Detail = "SKIP", fmt.Sprintf("could not read it: %v", r.RSSErr)
+	if peak, err := r.peakMem(); peak == 0 {
+		rss.Result, rss.Detail = "SKIP", fmt.Sprintf("could not read it: %v", err)
+	} else if len(r.Mem) == 1 {
+		rss.Result = passFail(peak < targetRSSBytes)
+		rss.Detail = fmt.Sprintf("peak VmRSS %s, VmHWM %s", fmtMB(peak), fmtMB(r.Mem[0].HWM))
 	} else {
-		rss.Result = passFail(r.PeakRSS < targetRSSBytes)
-		rss.Detail = fmt.Sprintf("peak VmRSS %s, VmHWM %s", fmtMB(r.PeakRSS), fmtMB(r.HWM))
+		rss.Target += " per instance"
+		rss.Result = passFail(peak < targetRSSBytes)
+		rss.Detail = fmt.Sprintf("highest peak VmRSS of the %d instances %s", len(r.Mem), fmtMB(peak))
 	}
 	out = append(out, rss)
 	errs := r.errors()
@@ -229,10 +257,39 @@ func fmtMB(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/1e6) }
 
 // The report's fixed descriptions.
 const (
-	descServer  = "`gatehouse serve`: a separate process, fresh SQLite database, default settings; request logging on (info level, one line per request, to a file)"
 	descTrivial = "a net/http handler that reads the body and answers `{\"ok\":true}` with the headers of a token response, in a separate process"
 	descLoad    = "in the bench process on the same machine: c goroutines, one keep-alive transport, "
 )
+
+// serverDesc describes the server under test: the database, by its kind only (its URL may hold a password), and
+// the instances.
+func (r *benchReport) serverDesc() string {
+	db := map[string]string{"sqlite": "SQLite", "postgres": "PostgreSQL"}[r.DB]
+	const settings = "default settings; request logging on (info level, one line per request, to a file"
+	if r.Instances <= 1 {
+		return fmt.Sprintf("%s, 1 instance: `gatehouse serve`, a separate process, fresh %s database, %s)", r.DB, db, settings)
+	}
+	limits := "rate limits per instance (no --redis)"
+	if r.Redis {
+		limits = "rate limits shared through Redis (--redis)"
+	}
+	s := fmt.Sprintf("%s, %d instances: `gatehouse serve` ×%d, separate processes started together on one fresh %s database, "+
+		"%s, %s per instance); the load generator's goroutines go round robin over the instances, each sticking to one; "+
+		"CPU per request is the instances' sum", r.DB, r.Instances, r.Instances, db, limits, settings)
+	if r.DB == "postgres" || r.Redis {
+		s += " (PostgreSQL's and Redis's own CPU time is not counted)"
+	}
+	return s
+}
+
+// trivialDesc describes the trivial handler: one process, however many instances the server has.
+func (r *benchReport) trivialDesc() string {
+	if r.Instances <= 1 {
+		return descTrivial
+	}
+	return fmt.Sprintf("%s; one process whatever the instances: the ceiling of this machine, whose %d CPUs the %d instances share",
+		descTrivial, r.Machine.NumCPU, r.Instances)
+}
 
 // descRequest describes each mode's request.
 var descRequest = map[Mode]string{
@@ -294,16 +351,29 @@ func (r *benchReport) loadLine() string {
 }
 
 func (r *benchReport) logLine() string {
-	return fmt.Sprintf("%s lines, %s, written to the server's log file during the run (one per request)",
-		fmtRate(float64(r.LogLines)), fmtMB(r.LogBytes))
+	file := "the server's log file"
+	if len(r.Mem) > 1 {
+		file = "the instances' log files"
+	}
+	return fmt.Sprintf("%s lines, %s, written to %s during the run (one per request)",
+		fmtRate(float64(r.LogLines)), fmtMB(r.LogBytes), file)
 }
 
 func (r *benchReport) memLine() string {
-	if r.PeakRSS == 0 {
-		return fmt.Sprintf("could not be read (%v)", r.RSSErr)
+	if peak, err := r.peakMem(); peak == 0 {
+		return fmt.Sprintf("could not be read (%v)", err)
 	}
-	return fmt.Sprintf("peak VmRSS %s (%d samples, every %s, startup included); VmHWM at the end %s",
-		fmtMB(r.PeakRSS), r.RSSSamples, benchSampleEvery, fmtMB(r.HWM))
+	if len(r.Mem) == 1 {
+		m := r.Mem[0]
+		return fmt.Sprintf("peak VmRSS %s (%d samples, every %s, startup included); VmHWM at the end %s",
+			fmtMB(m.Peak), m.Samples, benchSampleEvery, fmtMB(m.HWM))
+	}
+	peaks, hwms := make([]string, len(r.Mem)), make([]string, len(r.Mem))
+	for i, m := range r.Mem {
+		peaks[i], hwms[i] = fmtMB(m.Peak), fmtMB(m.HWM)
+	}
+	return fmt.Sprintf("peak VmRSS per instance %s (sampled every %s, startup included); VmHWM at the end %s",
+		strings.Join(peaks, ", "), benchSampleEvery, strings.Join(hwms, ", "))
 }
 
 func (a algResult) ceilingLine(gomaxprocs int) string {
@@ -374,9 +444,9 @@ func (r *benchReport) writePlain(w io.Writer) {
 		{"command", r.Command},
 		{"machine", r.Machine.String()},
 		{"load avg", r.loadLine()},
-		{"server", strings.ReplaceAll(descServer, "`", "")},
+		{"server", strings.ReplaceAll(r.serverDesc(), "`", "")},
 		{"server log", r.logLine()},
-		{"trivial", strings.ReplaceAll(descTrivial, "`", "")},
+		{"trivial", strings.ReplaceAll(r.trivialDesc(), "`", "")},
 		{"load", r.loadDesc()},
 		{"settings", r.settings()},
 	} {
@@ -425,9 +495,9 @@ func (r *benchReport) writeMarkdown(w io.Writer) {
 		{"Command", "`" + r.Command + "`"},
 		{"Machine", r.Machine.String()},
 		{"Load average", r.loadLine()},
-		{"Server", descServer},
+		{"Server", r.serverDesc()},
 		{"Server log", r.logLine()},
-		{"Trivial handler", descTrivial},
+		{"Trivial handler", r.trivialDesc()},
 		{"Load generator", r.loadDesc()},
 		{"Settings", r.settings()},
 		{"Took", r.Elapsed.Round(time.Second).String()},
