@@ -434,3 +434,76 @@ func TestClusterRateLimit(t *testing.T) {
 		t.Errorf("three instances allowed %.0f tokens; the shared limit allows %.0f (±10%%)", got, want)
 	}
 }
+
+// TestClusterRevocation: a token revoked through one instance, and then a signing key revoked through it, are
+// refused by the other instances at once — announced over LISTEN/NOTIFY, not left to the 5 s revocation poll or
+// the 30 s key reload. It fails past the same 1 s bound.
+func TestClusterRevocation(t *testing.T) {
+	c := startCluster(t, clusterOptions{nodes: 3, extra: []string{"--issuer", "https://gatehouse.test/"}})
+	admin := basic(clusterAdmin, clusterSecret)
+	form := func(kv ...string) []byte {
+		v := url.Values{}
+		for i := 0; i < len(kv); i += 2 {
+			v.Set(kv[i], kv[i+1])
+		}
+		return []byte(v.Encode())
+	}
+	active := func(n *clusterNode, tok string) bool {
+		status, b := c.do(n, "POST", "/oauth/introspect", admin, "application/x-www-form-urlencoded", form("token", tok))
+		var r struct {
+			Active bool `json:"active"`
+		}
+		if status != http.StatusOK || json.Unmarshal(b, &r) != nil {
+			t.Fatalf("introspect on %s: %d %s", n.url, status, b)
+		}
+		return r.Active
+	}
+	// waitGone polls every other instance until gone reports true, and fails past the bound.
+	waitGone := func(what string, start time.Time, gone func(*clusterNode) bool) {
+		t.Helper()
+		for _, n := range c.nodes[1:] {
+			for !gone(n) {
+				if time.Since(start) > invalidationBound {
+					t.Fatalf("%s: %s still accepts it %s after the change", what, n.url, invalidationBound)
+				}
+			}
+			t.Logf("%s: refused by %s %s after the change was requested", what, n.url, time.Since(start).Round(time.Microsecond))
+		}
+	}
+
+	tok := c.token(c.nodes[1], clusterService, clusterSecret, clusterAudience, "")
+	for _, n := range c.nodes {
+		if !active(n, tok) {
+			t.Fatalf("%s: a fresh token is inactive", n.url)
+		}
+	}
+	start := time.Now()
+	if status, b := c.do(c.nodes[0], "POST", "/oauth/revoke", admin, "application/x-www-form-urlencoded", form("token", tok)); status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", status, b)
+	}
+	waitGone("token revoked", start, func(n *clusterNode) bool { return !active(n, tok) })
+
+	// The ES256 key, which signs the API's tokens: revoked, it leaves every instance's JWKS and its tokens stop.
+	tok = c.token(c.nodes[1], clusterService, clusterSecret, clusterAudience, "")
+	var keys struct {
+		Items []struct {
+			KID, Alg, State string
+		} `json:"items"`
+	}
+	c.manage(c.nodes[0], "GET", "/api/v1/signing-keys", nil, &keys)
+	var kid string
+	for _, k := range keys.Items {
+		if k.Alg == "ES256" && k.State == string(auth.KeyCurrent) {
+			kid = k.KID
+		}
+	}
+	if kid == "" {
+		t.Fatalf("no current ES256 key in %+v", keys.Items)
+	}
+	start = time.Now()
+	c.manage(c.nodes[0], "POST", "/api/v1/signing-keys/"+kid+"/revoke", map[string]any{}, nil)
+	waitGone("signing key revoked", start, func(n *clusterNode) bool {
+		_, jwks := c.do(n, "GET", "/.well-known/jwks.json", "", "", nil)
+		return !bytes.Contains(jwks, []byte(kid)) && !active(n, tok)
+	})
+}

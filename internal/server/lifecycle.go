@@ -211,7 +211,8 @@ const maxFutureCutoff = time.Minute
 //     before TIME — unix seconds or RFC 3339, default now — and in its second. Answered with the cut-off.
 //   - disable_client=C: disable client C, so it gets no more tokens, and revoke every token it got so far.
 //
-// Revocations take effect on this instance at once, on others within their revocation poll interval.
+// Revocations take effect on this instance at once, on others within their revocation poll interval (at once on
+// PostgreSQL, which announces them).
 func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	params, c, ok := s.readRequest(w, r, revokeParams)
 	if !ok {
