@@ -66,8 +66,9 @@ type CheckerOptions struct {
 	// (Invalidate). Default 5s; negative disables the cache.
 	CacheTTL time.Duration
 	// StaleIfError is how much longer than CacheTTL a cached answer is still used while the store cannot be reached
-	// (auth.ErrUnavailable), so that a database outage does not stop the keys this instance has checked. Nothing
-	// can be changed in the store meanwhile. Zero or less: never.
+	// (auth.ErrUnavailable), so that a database outage does not stop the keys this instance has checked. While the
+	// store is down for every instance nothing in it can change; but an instance cut off from a store that others
+	// still reach keeps a key they changed for up to this long past CacheTTL. Zero or less: never.
 	StaleIfError time.Duration
 	// FlushEvery is how often last-used times are written to the store, in one batch. Default 10s.
 	FlushEvery time.Duration
@@ -186,7 +187,7 @@ func (c *Checker) lookup(ctx context.Context, hash string) (entry, error) {
 		fresh, err := c.load(lctx, hash)
 		if err != nil {
 			if ok && errors.Is(err, auth.ErrUnavailable) && now.Before(e.expires.Add(c.stale)) {
-				return e, nil // stale if error: the store is down, nothing in it can have changed meanwhile
+				return e, nil // stale if error: see StaleIfError
 			}
 			return entry{}, err
 		}

@@ -78,7 +78,9 @@ type Options struct {
 	CacheTTL time.Duration    // how long a client read from the store is reused; default 5s; negative disables
 	// StaleIfError is how much longer than CacheTTL a cached client is still used while the store cannot be
 	// reached (auth.ErrUnavailable), so that a database outage does not stop the clients this instance knows
-	// from getting tokens. Nothing can be changed in the store meanwhile. Zero or less: never.
+	// from getting tokens. While the store is down for every instance, nothing in it can change meanwhile; but an
+	// instance cut off from a store that others still reach keeps a client they changed for up to this long past
+	// CacheTTL. Zero or less: never.
 	StaleIfError time.Duration
 	Logger       *slog.Logger
 	// Verifier checks tokens for Check; Check refuses every token without one.
@@ -394,7 +396,7 @@ func (i *Issuer) client(ctx context.Context, id string) (*clientView, error) {
 		view, err := i.load(lctx, id)
 		if err != nil {
 			if ok && errors.Is(err, auth.ErrUnavailable) && now.Before(e.expires.Add(i.stale)) {
-				return e.view, nil // stale if error: the store is down, nothing in it can have changed meanwhile
+				return e.view, nil // stale if error: see Options.StaleIfError
 			}
 			return nil, err
 		}
