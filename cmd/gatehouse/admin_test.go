@@ -750,7 +750,7 @@ func TestApplyDB(t *testing.T) {
 	other := writeKey(t)
 	tr.n.exact[other] = "other.key"
 	tr.run(1, "apply", "-f", path, "--db", db, "--root-key-file", other)
-	tr.run(2, "apply", "-f", path, "--db", "postgres://localhost/gatehouse")
+	tr.run(2, "apply", "-f", path, "--db", "mysql://localhost/gatehouse")
 	tr.check()
 
 	ts := startServer(t, dir, key, "")
