@@ -282,6 +282,20 @@ func TestPostgresTranslate(t *testing.T) {
 		t.Errorf("a query past its deadline: translate(%v) = %v, want auth.ErrUnavailable", err, got)
 	}
 
+	// The server's statement_timeout (a DSN may set it) cuts a statement short: the same, said by the server.
+	timeoutConn, err := db.db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer timeoutConn.Close()
+	if _, err := timeoutConn.ExecContext(ctx, `SET statement_timeout = 50`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = timeoutConn.ExecContext(ctx, `SELECT pg_sleep(5)`)
+	if got := db.translate(err); err == nil || !errors.Is(got, auth.ErrUnavailable) {
+		t.Errorf("a statement past statement_timeout: translate(%v) = %v, want auth.ErrUnavailable", err, got)
+	}
+
 	// A canceled context is the caller giving up, not the database being down.
 	canceled, cancel := context.WithCancel(ctx)
 	cancel()

@@ -247,7 +247,8 @@ const (
 	pgAdminShutdown        = "57P01"
 	pgCrashShutdown        = "57P02"
 	pgCannotConnectNow     = "57P03"
-	pgConnectionException  = "08" // the class: 08000, 08003, 08006, …
+	pgQueryCanceled        = "57014" // statement_timeout, or a cancel request: the database did not answer in time
+	pgConnectionException  = "08"    // the class: 08000, 08003, 08006, …
 )
 
 func translatePostgres(err error) error {
@@ -278,7 +279,7 @@ func unreachable(err error) bool {
 	}
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
-		case pgAdminShutdown, pgCrashShutdown, pgCannotConnectNow:
+		case pgAdminShutdown, pgCrashShutdown, pgCannotConnectNow, pgQueryCanceled:
 			return true
 		}
 		return strings.HasPrefix(pgErr.Code, pgConnectionException)
