@@ -152,6 +152,21 @@ func TestPostgresOpen(t *testing.T) {
 	if diff := gocmp.Diff(before, migrationsApplied(t, mustOpenPostgres(t, dsn))); diff != "" {
 		t.Errorf("schema_migrations changed on reopening (-before +after):\n%s", diff)
 	}
+
+	// pool_max_conns sets the pool's size, and is not sent to the server (which would refuse it).
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	if got := mustOpenPostgres(t, dsn+sep+"pool_max_conns=3").db.Stats().MaxOpenConnections; got != 3 {
+		t.Errorf("pool_max_conns=3: MaxOpenConnections = %d", got)
+	}
+	for _, bad := range []string{"0", "1001", "many"} {
+		if db, err := Open(t.Context(), dsn+sep+"pool_max_conns="+bad); err == nil {
+			db.Close()
+			t.Errorf("pool_max_conns=%s: Open succeeded, want an error", bad)
+		}
+	}
 }
 
 // TestPostgresConcurrentOpen opens one new database from several goroutines at once, as instances starting together

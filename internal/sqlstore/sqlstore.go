@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/url"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -55,7 +56,8 @@ var _ auth.Store = (*DB)(nil)
 //     postgres://gatehouse@db.internal/gatehouse?sslmode=verify-full. The database must exist, and the role may
 //     need to own it: Open creates the tables.
 //
-// On PostgreSQL, Open keeps a pool of up to max(8, 4×GOMAXPROCS) connections, as many of them idle, and replaces
+// On PostgreSQL, Open keeps a pool of up to max(8, 4×GOMAXPROCS) connections (pool_max_conns=N in the DSN's query
+// sets another number, 1 to 1000), as many of them idle, and replaces
 // each after 30 minutes, or after 5 minutes idle. A connection attempt gives up after 5 seconds unless the DSN sets
 // connect_timeout, so that a database that is down fails calls fast instead of holding them. Open pings the
 // database before it migrates; every method returns an error matching auth.ErrUnavailable when the database cannot
@@ -169,7 +171,36 @@ func postgresConfig(dsn string) (*pgx.ConnConfig, error) {
 	return cfg, nil
 }
 
+// maxPoolSize bounds pool_max_conns.
+const maxPoolSize = 1000
+
+// takePoolSize removes pool_max_conns (the name pgxpool gives it) from a DSN's query and returns its value, or 0
+// when it is absent. pgx would send an unknown parameter to the server, which refuses it.
+func takePoolSize(dsn string) (string, int, error) {
+	base, query, ok := strings.Cut(dsn, "?")
+	if !ok {
+		return dsn, 0, nil
+	}
+	params, err := url.ParseQuery(query)
+	if err != nil || !params.Has("pool_max_conns") {
+		return dsn, 0, nil // a query pgx will judge
+	}
+	n, err := strconv.Atoi(params.Get("pool_max_conns"))
+	if err != nil || n < 1 || n > maxPoolSize {
+		return "", 0, fmt.Errorf("postgres: pool_max_conns must be a number from 1 to %d", maxPoolSize)
+	}
+	params.Del("pool_max_conns")
+	if len(params) == 0 {
+		return base, n, nil
+	}
+	return base + "?" + params.Encode(), n, nil
+}
+
 func openPostgres(ctx context.Context, dsn string) (*DB, error) {
+	dsn, n, err := takePoolSize(dsn)
+	if err != nil {
+		return nil, err
+	}
 	cfg, err := postgresConfig(dsn)
 	if err != nil {
 		return nil, err
@@ -177,7 +208,9 @@ func openPostgres(ctx context.Context, dsn string) (*DB, error) {
 	pdb := stdlib.OpenDB(*cfg)
 	// Connections mostly wait on the network, not on a CPU: keep more than a CPU's worth, open and idle, so that a
 	// burst reuses them, and renew them now and then, so that they move to a replica or a restarted proxy.
-	n := max(8, 4*runtime.GOMAXPROCS(0))
+	if n == 0 {
+		n = max(8, 4*runtime.GOMAXPROCS(0))
+	}
 	pdb.SetMaxOpenConns(n)
 	pdb.SetMaxIdleConns(n)
 	pdb.SetConnMaxLifetime(30 * time.Minute)
