@@ -57,6 +57,8 @@ func New(dsn string, log *slog.Logger) (*Bus, error) {
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = connectTimeout
 	}
+	// The store's pool size, in the same URL: pgx would send it to the server, which refuses unknown parameters.
+	delete(cfg.RuntimeParams, "pool_max_conns")
 	pool := stdlib.OpenDB(*cfg.Copy())
 	pool.SetMaxOpenConns(4)
 	pool.SetMaxIdleConns(2)
