@@ -52,10 +52,13 @@ func newDatabase(t *testing.T) (name, dsn string) {
 }
 
 // withApp returns dsn with the application name app, by which a test finds its sessions.
-func withApp(dsn, app string) string {
+func withApp(dsn, app string) string { return withParam(dsn, "application_name", app) }
+
+// withParam returns dsn with the query parameter name set to value.
+func withParam(dsn, name, value string) string {
 	u, _ := url.Parse(dsn)
 	q := u.Query()
-	q.Set("application_name", app)
+	q.Set(name, value)
 	u.RawQuery = q.Encode()
 	return u.String()
 }
@@ -121,7 +124,7 @@ var reset = changes.Change{Kind: changes.Reset}
 func TestPublishListen(t *testing.T) {
 	_, dsn := newDatabase(t)
 	// The store's pool_max_conns may be in the URL: it must not reach the server, which would refuse to connect.
-	pub, sub := newBus(t, dsn), newBus(t, dsn+"?pool_max_conns=3")
+	pub, sub := newBus(t, dsn), newBus(t, withParam(dsn, "pool_max_conns", "3"))
 	h := &heard{}
 	run(t, sub, h)
 	n := h.wait(t, 0, reset)
