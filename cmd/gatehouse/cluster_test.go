@@ -197,10 +197,11 @@ func (c *testCluster) tokenStatus(n *clusterNode, id, secret string) (int, []byt
 	return c.do(n, "POST", "/oauth/token", basic(id, secret), "application/x-www-form-urlencoded", []byte(form.Encode()))
 }
 
-// exchangeStatus exchanges an API key for a token on node n and returns the status.
+// exchangeStatus exchanges an API key for a token with scope read on node n and returns the status.
 func (c *testCluster) exchangeStatus(n *clusterNode, key string) (int, []byte) {
 	form := url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"}, "subject_token": {key},
-		"subject_token_type": {"urn:gatehouse:params:oauth:token-type:api-key"}, "audience": {clusterAudience}}
+		"subject_token_type": {"urn:gatehouse:params:oauth:token-type:api-key"}, "audience": {clusterAudience},
+		"scope": {"read"}}
 	return c.do(n, "POST", "/oauth/token", "", "application/x-www-form-urlencoded", []byte(form.Encode()))
 }
 
@@ -230,8 +231,8 @@ const invalidationBound = time.Second
 const invalidationTrials = 200
 
 // TestClusterInvalidation runs three instances on one PostgreSQL and, 200 times, changes a credential through the
-// first — rotates an API key, deletes one, or replaces a client's secret — after the other two have checked (and
-// cached) it, then measures how soon each of them refuses the old one. It fails if any takes longer than a
+// first — rotates, deletes, disables or re-scopes an API key, replaces a client's secret, or disables the client —
+// after the other two have checked (and cached) it, then measures how soon each of them refuses the old one. It fails if any takes longer than a
 // second, and logs p50/p99 for BENCHMARKS.md. It also checks the start: three instances racing on an empty
 // database made one signing key per algorithm, and all serve the same JWKS.
 func TestClusterInvalidation(t *testing.T) {
@@ -271,6 +272,17 @@ func TestClusterInvalidation(t *testing.T) {
 			c.manage(c.nodes[0], "POST", "/api/v1/clients/"+clusterService+"/secrets", map[string]any{"expire_others_in": 0}, &s)
 			secret = s.ClientSecret
 		}},
+		{"API key disabled", newKey, func(n *clusterNode) (int, []byte) { return c.exchangeStatus(n, key) }, func() {
+			c.manage(c.nodes[0], "PATCH", "/api/v1/apikeys/"+keyID, map[string]any{"disabled": true}, nil)
+		}},
+		// A permission change: the key loses read (it is granted write instead), and asking for read is refused.
+		{"API key re-scoped", newKey, func(n *clusterNode) (int, []byte) { return c.exchangeStatus(n, key) }, func() {
+			c.manage(c.nodes[0], "PATCH", "/api/v1/apikeys/"+keyID, map[string]any{
+				"grants": []map[string]any{{"audience": clusterAudience, "scopes": []string{"write"}}}}, nil)
+		}},
+		{"client disabled", func() {}, func(n *clusterNode) (int, []byte) { return c.tokenStatus(n, clusterService, secret) }, func() {
+			c.manage(c.nodes[0], "PATCH", "/api/v1/clients/"+clusterService, map[string]any{"disabled": true}, nil)
+		}},
 	}
 	lags := map[string][]time.Duration{}
 	var all []time.Duration
@@ -288,7 +300,7 @@ func TestClusterInvalidation(t *testing.T) {
 		k.change()
 		// The old credential, as the other instances must now refuse it.
 		old := func(n *clusterNode) (int, []byte) {
-			if k.name == "client secret replaced" {
+			if strings.HasPrefix(k.name, "client") {
 				return c.tokenStatus(n, clusterService, oldSecret)
 			}
 			return c.exchangeStatus(n, oldKey)
@@ -310,6 +322,9 @@ func TestClusterInvalidation(t *testing.T) {
 			if l > invalidationBound {
 				t.Errorf("trial %d (%s): %s refused the old credential only after %s, past the bound of %s", trial, k.name, c.nodes[i+1].url, l, invalidationBound)
 			}
+		}
+		if k.name == "client disabled" { // enabled again, for the next trials of the client
+			c.manage(c.nodes[0], "PATCH", "/api/v1/clients/"+clusterService, map[string]any{"disabled": false}, nil)
 		}
 		lags[k.name] = append(lags[k.name], lag...)
 		all = append(all, lag...)
