@@ -25,9 +25,9 @@ var allowed = map[string][]string{
 	"internal/limit":         {},
 	"internal/redislimit":    {"internal/limit"},
 	"internal/clustertest":   {},
-	"internal/changes":       {"internal/auth", "internal/sqlstore"},       // sqlstore only in tests
-	"internal/pgnotify":      {"internal/changes", "internal/clustertest"}, // clustertest only in tests
-	"internal/audit":         {"internal/auth", "internal/sqlstore"},       // sqlstore only in tests
+	"internal/changes":       {"internal/auth", "internal/sqlstore"}, // sqlstore only in tests
+	"internal/pgnotify":      {"internal/changes"},
+	"internal/audit":         {"internal/auth", "internal/sqlstore"}, // sqlstore only in tests
 	"internal/sqlstore":      {"internal/auth", "internal/auth/authtest"},
 	"internal/revocation":    {"internal/auth", "internal/sqlstore"}, // sqlstore only in tests
 	"internal/server":        {"internal/auth", "internal/issuer", "internal/keyset", "internal/apikey", "internal/oauthreq", "internal/accesslog", "internal/revocation"},
